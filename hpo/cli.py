@@ -1,0 +1,186 @@
+"""The `hpo` command line. Argparse stops here: below it, everything takes typed config objects."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+import optuna
+
+from hpo.config import PRUNERS, SAMPLERS, StudyConfig
+from hpo.errors import UsageError
+from model.datasets import DATASETS
+from model.presets import DEFAULT_PRESET, PRESETS
+from storage import StorageError, resolve_storage_url
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as for every other bad input; `hpo COMMAND --help` has the usage.
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpo", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help_text: str, study: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--storage",
+            help="study database URL (default: $HPO_STORAGE, else sqlite:///hpo.db)",
+        )
+        if study:
+            sub.add_argument("--study", required=True, help="study name")
+        return sub
+
+    demo = command("demo", "a small real study end to end on CPU, SQLite and digits", study=False)
+    demo.add_argument("--study", help="study name (default: demo-<date>-<time>)")
+    demo.add_argument("--n-trials", type=_positive_int, default=16)
+    demo.add_argument("--epochs", type=_positive_int, default=40)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("-o", "--output", type=Path, default=Path("best.json"))
+
+    create = command("create", "create a study (a no-op if it exists with the same settings)")
+    create.add_argument("--sampler", choices=SAMPLERS, default="grid")
+    create.add_argument("--dataset", choices=DATASETS, default="cifar10")
+    create.add_argument("--data-dir", default="data", help="where CIFAR-10 is (or goes)")
+    create.add_argument("--epochs", type=_positive_int, default=150, help="most epochs a trial runs")
+    create.add_argument("--patience", type=_positive_int, default=10,
+                        help="stop after this many epochs without a lower test loss")
+    create.add_argument("--n-trials", type=_positive_int, help="TPE budget (trials in all)")
+    create.add_argument("--pruner", choices=PRUNERS, default="none",
+                        help="also end hopeless trials early (as PRUNED)")
+    create.add_argument("--seed", type=int, default=0, help="training seed of every trial")
+    create.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                        help="which of the seed's stages to train")
+    create.add_argument("--subset", type=_positive_int,
+                        help="use only this many training images (quick checks)")
+
+    worker = command("worker", "run the study's trials until none are left")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
+    worker.add_argument("--sampler-seed", type=int,
+                        help="TPE seed of this worker (default: random; give workers different ones)")
+
+    command("status", "trials by state, the best so far, and running trials")
+
+    export = command("export", "the best parameters and epoch")
+    export.add_argument("--format", choices=("json", "yaml"), default="json")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+    command("summary", "the seed's Q10 table of the network's layers and weights", study=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except (UsageError, StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    storage_url = resolve_storage_url(getattr(args, "storage", None))
+    if args.command == "summary":
+        from model.summary import format_table, layer_table
+
+        print(format_table(layer_table()))
+        return 0
+    if args.command == "demo":
+        from hpo.demo import DemoOptions, run_demo
+
+        run_demo(DemoOptions(storage_url, args.study, args.n_trials, args.epochs, seed=args.seed,
+                             out=args.output))
+        return 0
+    if args.command == "create":
+        return _create(args, storage_url)
+    if args.command == "worker":
+        return _worker(args, storage_url)
+    from storage import open_storage
+
+    storage = open_storage(storage_url)
+    if args.command == "status":
+        from hpo.status import status_text
+
+        print(status_text(storage, args.study))
+        return 0
+    if args.command == "export":
+        from hpo.export import best_export, render_export, write_text
+
+        text = render_export(best_export(storage, args.study), args.format)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            write_text(args.output, text)
+        return 0
+    raise UsageError(f"unknown command {args.command!r}")
+
+
+def _create(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.study import create_study
+    from storage import open_storage
+
+    config = StudyConfig(
+        sampler=args.sampler,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        patience=args.patience,
+        n_trials=args.n_trials,
+        pruner=args.pruner,
+        seed=args.seed,
+        preset=args.preset,
+        subset=args.subset,
+    )
+    storage = open_storage(storage_url, create=True)
+    created = create_study(storage, args.study, config)
+    what = "created" if created else "exists with the same settings:"
+    print(f"study {args.study!r} {what} {config.sampler} on {config.dataset} in {storage_url}")
+    return 0
+
+
+def _worker(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.worker import WorkerFailed, WorkerOptions, run_worker
+
+    options = WorkerOptions(storage_url, args.study, args.device, args.max_trials,
+                            args.sampler_seed)
+    try:
+        summary = run_worker(options)
+    except WorkerFailed as error:
+        print(f"error: worker stopped: {error}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.states.items()))
+    print(f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
+          f"in {summary.seconds:.0f} s")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    # The worker prints its own line per trial; Optuna's INFO lines and experimental-feature
+    # warnings would only repeat it.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

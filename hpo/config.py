@@ -1,0 +1,62 @@
+"""A study's settings, fixed at creation and stored in the study, so a worker needs only its name."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from hpo.errors import UsageError
+from model.datasets import DATASETS
+from model.presets import DEFAULT_PRESET, PRESETS
+
+SAMPLERS = ("grid", "tpe")
+PRUNERS = ("none", "median", "hyperband")
+CONFIG_ATTR = "hpo_config"  # study user attr holding `StudyConfig.to_dict()`
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    sampler: str = "grid"
+    dataset: str = "cifar10"
+    data_dir: str = "data"
+    epochs: int = 150
+    patience: int = 10
+    n_trials: int | None = None  # TPE budget; a grid runs each of its points once
+    pruner: str = "none"
+    seed: int = 0
+    preset: str = DEFAULT_PRESET
+    subset: int | None = None  # use only this many training images (quick runs)
+
+    def __post_init__(self) -> None:
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("pruner", self.pruner, PRUNERS)
+        _choice("preset", self.preset, tuple(PRESETS))
+        _positive("epochs", self.epochs)
+        _positive("patience", self.patience)
+        if self.subset is not None:
+            _positive("subset", self.subset)
+        if self.sampler == "tpe":
+            if self.n_trials is None:
+                raise UsageError("--n-trials is required with --sampler tpe (the search budget)")
+            _positive("n-trials", self.n_trials)
+        elif self.n_trials is not None:
+            raise UsageError("--n-trials is for --sampler tpe; a grid study runs every grid point")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> StudyConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in known})
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"invalid {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"--{name} must be a positive integer, got {value!r}")

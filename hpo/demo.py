@@ -1,0 +1,59 @@
+"""`hpo demo`: the whole service on the embedded defaults (CPU, SQLite, scikit-learn's digits)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpo.config import StudyConfig
+from hpo.export import best_export, write_text
+from hpo.study import create_study
+from hpo.worker import WorkerOptions, run_worker
+from storage import open_storage
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    storage_url: str
+    study_name: str | None = None
+    n_trials: int = 16
+    epochs: int = 40
+    patience: int = 10
+    seed: int = 0
+    out: Path = Path("best.json")
+
+
+def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, object]:
+    name = options.study_name or time.strftime("demo-%Y%m%d-%H%M%S")
+    config = StudyConfig(
+        sampler="tpe",
+        dataset="digits",
+        epochs=options.epochs,
+        patience=options.patience,
+        n_trials=options.n_trials,
+        pruner="median",
+        seed=options.seed,
+    )
+    storage = open_storage(options.storage_url, create=True)
+    created = create_study(storage, name, config)
+    say(
+        f"demo: {'created' if created else 'continuing'} study {name!r} in "
+        f"{options.storage_url}: TPE, {options.n_trials} trials on scikit-learn's digits, "
+        f"up to {options.epochs} epochs, patience {options.patience}, CPU"
+    )
+    run_worker(
+        WorkerOptions(options.storage_url, name, device="cpu", sampler_seed=options.seed), say=say
+    )
+    export = best_export(storage, name)
+    write_text(options.out, json.dumps(export, indent=2) + "\n")
+    say(
+        f"best: trial {export['trial']}, learning_rate={export['learning_rate']:.4g}, "
+        f"batch_size={export['batch_size']}, p_dropout={export['p_dropout']:.3f}, "
+        f"epoch={export['epoch']}: test loss {export['test_loss']:.4f}, "
+        f"accuracy {100 * export['test_accuracy']:.1f}%"
+    )
+    say(f"wrote {options.out}; see the study with: hpo status --study {name}")
+    return export

@@ -1,0 +1,2 @@
+class UsageError(Exception):
+    """Bad input from the user: printed as one `error: …` line, exit status 2."""

@@ -1,0 +1,59 @@
+"""The best trial as the export contract: parameters, best epoch and its test metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from hpo.errors import UsageError
+from hpo.study import load_config
+
+EXPORT_FORMATS = ("json", "yaml")
+
+
+def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[str, Any]:
+    """{study, trial, learning_rate, batch_size, p_dropout, epoch, test_loss, test_accuracy,
+    dataset, preset} of the COMPLETE trial with the lowest test loss."""
+    config = load_config(storage, study_name)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise UsageError(f"study {study_name!r} has no completed trial yet") from None
+    return {
+        "study": study_name,
+        "trial": best.number,
+        "learning_rate": best.params["learning_rate"],
+        "batch_size": best.params["batch_size"],
+        "p_dropout": best.params.get("p_dropout"),
+        "epoch": best.user_attrs["best_epoch"],
+        "test_loss": best.value,
+        "test_accuracy": best.user_attrs["test_accuracy"],
+        "dataset": config.dataset,
+        "preset": config.preset,
+    }
+
+
+def render_export(export: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(export, indent=2) + "\n"
+    if fmt == "yaml":
+        return yaml.safe_dump(export, sort_keys=False)
+    raise UsageError(f"invalid format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a failed write never leaves half a file."""
+    if not path.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None

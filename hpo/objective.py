@@ -1,0 +1,115 @@
+"""The Optuna objective: one trial = one training run, reported to the trial every epoch."""
+
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import dataclass, field
+
+import optuna
+import torch
+
+from hpo.config import StudyConfig
+from hpo.search_space import suggest
+from model.pipeline import DevicePipeline
+from model.presets import PRESETS
+from model.train import EpochMetrics, TrainConfig, train
+
+CURVE_KEYS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_top5",
+    "learning_rate",
+    "seconds",
+)
+
+
+@dataclass
+class EpochBook:
+    """A trial's running bookkeeping: best epoch so far, curves, and why it stopped."""
+
+    trial: optuna.Trial
+    patience: int
+    max_epochs: int
+    best: EpochMetrics | None = None
+    epochs_run: int = 0
+    stop_reason: str | None = None
+    curves: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in CURVE_KEYS})
+
+    def on_epoch(self, metrics: EpochMetrics) -> bool:
+        """Record one epoch; True stops training."""
+        self.epochs_run = metrics.epoch
+        for key in CURVE_KEYS:
+            self.curves[key].append(getattr(metrics, key))
+        if not metrics.finite:
+            self.stop_reason = "diverged"
+            return True
+        if self.best is None or metrics.test_loss < self.best.test_loss:
+            self.best = metrics
+        self.trial.report(metrics.test_loss, metrics.epoch)
+        if self.trial.should_prune():
+            patience_spent = self.best is not None and metrics.epoch - self.best.epoch >= self.patience
+            self.stop_reason = "patience" if patience_spent else "pruned"
+            return True
+        if metrics.epoch >= self.max_epochs:
+            self.stop_reason = "max_epochs"
+            return True
+        return False
+
+    def user_attrs(self) -> dict[str, object]:
+        attrs: dict[str, object] = {
+            "epochs_run": self.epochs_run,
+            "stop_reason": self.stop_reason,
+            "curves": {key: [_json_float(v) for v in values] for key, values in self.curves.items()},
+        }
+        if self.best is not None:
+            attrs.update(
+                best_epoch=self.best.epoch,
+                test_accuracy=self.best.test_accuracy,
+                test_top5=self.best.test_top5,
+                train_loss=self.best.train_loss,
+                train_accuracy=self.best.train_accuracy,
+            )
+        return attrs
+
+
+def _json_float(value: float) -> float | None:
+    # NaN and inf are not JSON; a diverged epoch is stored as null.
+    return value if math.isfinite(value) else None
+
+
+class Objective:
+    """Callable objective for `study.optimize`, holding the device data across trials."""
+
+    def __init__(self, config: StudyConfig, pipeline: DevicePipeline, num_classes: int) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.num_classes = num_classes
+        self.last_trial_number: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.last_trial_number = trial.number
+        params = suggest(trial, self.config.sampler, self.config.preset)
+        train_config = TrainConfig(
+            learning_rate=params.learning_rate,
+            batch_size=params.batch_size,
+            p_dropout=params.p_dropout,
+            max_epochs=self.config.epochs,
+            preset=PRESETS[self.config.preset],
+            seed=self.config.seed,
+        )
+        book = EpochBook(trial, self.config.patience, self.config.epochs)
+        try:
+            train(train_config, self.pipeline, self.num_classes, on_epoch=book.on_epoch)
+        except torch.OutOfMemoryError:
+            book.stop_reason = "oom"
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        for key, value in book.user_attrs().items():
+            trial.set_user_attr(key, value)
+        if book.stop_reason in ("diverged", "pruned", "oom") or book.best is None:
+            raise optuna.TrialPruned(f"{book.stop_reason} at epoch {book.epochs_run}")
+        return book.best.test_loss

@@ -1,0 +1,152 @@
+"""The one training loop: SGD over device-resident batches, one metrics record per epoch.
+
+It is driven by a `TrainConfig` and reports through a per-epoch callback that may ask it to stop,
+so that the same loop serves the Optuna objective (which owns reporting, patience and pruning)
+and plain retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.network import SeedCNN
+from model.pipeline import DevicePipeline
+from model.presets import Preset
+
+EVAL_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float
+    batch_size: int
+    p_dropout: float | None  # None: the preset has no dropout
+    max_epochs: int
+    preset: Preset
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 1-based
+    train_loss: float
+    train_accuracy: float  # fraction in [0, 1]
+    test_loss: float  # mean over the whole test set
+    test_accuracy: float
+    test_top5: float
+    learning_rate: float  # the rate used during this epoch
+    seconds: float
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.train_loss) and math.isfinite(self.test_loss)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# Called after every epoch; returning True stops training after that epoch.
+EpochCallback = Callable[[EpochMetrics], bool]
+
+
+def build_network(config: TrainConfig, pipeline: DevicePipeline, channels: int,
+                  num_classes: int) -> nn.Module:
+    p_dropout = config.p_dropout if config.preset.dropout else None
+    network = SeedCNN(channels, num_classes, pipeline.input_size, p_dropout, config.preset.batch_norm)
+    return network.to(pipeline.device)
+
+
+def train(
+    config: TrainConfig,
+    pipeline: DevicePipeline,
+    num_classes: int,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[nn.Module, list[EpochMetrics]]:
+    """Train from scratch; returns the network after the last epoch and every epoch's metrics."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device=pipeline.device).manual_seed(config.seed)
+    network = build_network(config, pipeline, int(pipeline.test_images.shape[1]), num_classes)
+    optimizer = torch.optim.SGD(
+        network.parameters(), lr=config.learning_rate, momentum=config.preset.momentum
+    )
+    scheduler = (
+        torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.preset.lr_gamma)
+        if config.preset.lr_gamma is not None
+        else None
+    )
+    history: list[EpochMetrics] = []
+    for epoch in range(1, config.max_epochs + 1):
+        started = time.perf_counter()
+        learning_rate = optimizer.param_groups[0]["lr"]
+        train_loss, train_accuracy = _train_epoch(network, optimizer, pipeline, config, generator)
+        test_loss, test_accuracy, test_top5 = evaluate(network, pipeline)
+        if scheduler is not None:
+            scheduler.step()
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
+            test_top5=test_top5,
+            learning_rate=learning_rate,
+            seconds=time.perf_counter() - started,
+        )
+        history.append(metrics)
+        if on_epoch is not None and on_epoch(metrics):
+            break
+    return network, history
+
+
+def _train_epoch(
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    pipeline: DevicePipeline,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    network.train()
+    # Sums stay on the device: one host synchronisation per epoch, not one per batch.
+    loss_sum = torch.zeros((), device=pipeline.device)
+    correct = torch.zeros((), device=pipeline.device, dtype=torch.int64)
+    for images, labels in pipeline.train_batches(config.batch_size, generator):
+        logits = network(images)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * labels.shape[0]
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
+    count = pipeline.train_size
+    return loss_sum.item() / count, correct.item() / count
+
+
+@torch.no_grad()
+def evaluate(network: nn.Module, pipeline: DevicePipeline) -> tuple[float, float, float]:
+    """Mean loss, top-1 and top-5 accuracy over the whole test set."""
+    network.eval()
+    loss_sum = torch.zeros((), device=pipeline.device)
+    top1 = torch.zeros((), device=pipeline.device, dtype=torch.int64)
+    top5 = torch.zeros((), device=pipeline.device, dtype=torch.int64)
+    for images, labels in pipeline.test_batches(EVAL_BATCH):
+        logits = network(images)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = ranked == labels[:, None]
+        top1 += hits[:, 0].sum()
+        top5 += hits.any(dim=1).sum()
+    count = int(pipeline.test_labels.shape[0])
+    return loss_sum.item() / count, top1.item() / count, top5.item() / count
+
+
+def best_epoch(history: list[EpochMetrics]) -> EpochMetrics | None:
+    """The epoch with the lowest finite test loss (the first one on ties), if any."""
+    finite = [m for m in history if math.isfinite(m.test_loss)]
+    return min(finite, key=lambda m: (m.test_loss, m.epoch)) if finite else None

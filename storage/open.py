@@ -1,0 +1,77 @@
+"""Opening Optuna's RDB storage with one-line errors instead of driver tracebacks."""
+
+from __future__ import annotations
+
+import sqlalchemy
+from optuna.storages import RDBStorage
+
+from storage.errors import StorageError
+from storage.urls import StorageURL, parse_storage_url
+
+
+def open_storage(
+    url_text: str,
+    *,
+    create: bool = False,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+) -> RDBStorage:
+    """Open the study database at `url_text`.
+
+    With `create=False` nothing is written: a missing SQLite file or a database without Optuna's
+    tables is an error rather than a new empty database. With `create=True` the tables are made
+    when missing (the SQLite file's folder must exist).
+    """
+    url = parse_storage_url(url_text)
+    _check_sqlite_file(url, create)
+    if not create:
+        _check_has_tables(url)
+    try:
+        return RDBStorage(
+            url.secret(),
+            engine_kwargs=url.engine_kwargs(),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            skip_table_creation=not create,
+        )
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise StorageError(_describe(url, error)) from None
+    except RuntimeError as error:
+        # Optuna's schema check: the database was set up by another Optuna version.
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StorageError(f"{url.render()}: {first_line}") from None
+
+
+def _check_sqlite_file(url: StorageURL, create: bool) -> None:
+    path = url.sqlite_path
+    if path is None:
+        return
+    if create:
+        if not path.parent.resolve().is_dir():
+            raise StorageError(f"cannot create {path}: folder {path.parent} does not exist")
+        if path.exists() and not path.is_file():
+            raise StorageError(f"{path} is not a file")
+    elif not path.is_file():
+        raise StorageError(f"no study database at {path} (create a study first with hpo create)")
+
+
+def _check_has_tables(url: StorageURL) -> None:
+    engine = sqlalchemy.create_engine(url.secret(), **url.engine_kwargs())
+    try:
+        with engine.connect() as connection:
+            has_studies = sqlalchemy.inspect(connection).has_table("studies")
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise StorageError(_describe(url, error)) from None
+    finally:
+        engine.dispose()
+    if not has_studies:
+        raise StorageError(f"{url.render()} holds no Optuna studies (create one with hpo create)")
+
+
+def _describe(url: StorageURL, error: sqlalchemy.exc.SQLAlchemyError) -> str:
+    """One line saying what went wrong, without the driver's stack of context."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    reason = detail[0] if detail else type(error).__name__
+    if url.is_sqlite:
+        return f"cannot use SQLite database {url.sqlite_path}: {reason}"
+    return f"cannot use database {url.render()}: {reason}"
