@@ -61,23 +61,41 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--sampler", choices=SAMPLERS, default="grid")
     create.add_argument("--dataset", choices=DATASETS, default="cifar10")
     create.add_argument("--data-dir", default="data", help="where CIFAR-10 is (or goes)")
-    create.add_argument("--epochs", type=_positive_int, default=150, help="most epochs a trial runs")
-    create.add_argument("--patience", type=_positive_int, default=10,
-                        help="stop after this many epochs without a lower test loss")
+    create.add_argument(
+        "--epochs", type=_positive_int, default=150, help="most epochs a trial runs"
+    )
+    create.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=10,
+        help="stop after this many epochs without a lower test loss",
+    )
     create.add_argument("--n-trials", type=_positive_int, help="TPE budget (trials in all)")
-    create.add_argument("--pruner", choices=PRUNERS, default="none",
-                        help="also end hopeless trials early (as PRUNED)")
+    create.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default="none",
+        help="also end hopeless trials early (as PRUNED)",
+    )
     create.add_argument("--seed", type=int, default=0, help="training seed of every trial")
-    create.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                        help="which of the seed's stages to train")
-    create.add_argument("--subset", type=_positive_int,
-                        help="use only this many training images (quick checks)")
+    create.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=DEFAULT_PRESET,
+        help="which of the seed's stages to train",
+    )
+    create.add_argument(
+        "--subset", type=_positive_int, help="use only this many training images (quick checks)"
+    )
 
     worker = command("worker", "run the study's trials until none are left")
     worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
-    worker.add_argument("--sampler-seed", type=int,
-                        help="TPE seed of this worker (default: random; give workers different ones)")
+    worker.add_argument(
+        "--sampler-seed",
+        type=int,
+        help="TPE seed of this worker (default: random; give workers different ones)",
+    )
 
     command("status", "trials by state, the best so far, and running trials")
 
@@ -112,8 +130,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from hpo.demo import DemoOptions, run_demo
 
-        run_demo(DemoOptions(storage_url, args.study, args.n_trials, args.epochs, seed=args.seed,
-                             out=args.output))
+        run_demo(
+            DemoOptions(
+                storage_url, args.study, args.n_trials, args.epochs, seed=args.seed, out=args.output
+            )
+        )
         return 0
     if args.command == "create":
         return _create(args, storage_url)
@@ -165,16 +186,19 @@ def _create(args: argparse.Namespace, storage_url: str) -> int:
 def _worker(args: argparse.Namespace, storage_url: str) -> int:
     from hpo.worker import WorkerFailed, WorkerOptions, run_worker
 
-    options = WorkerOptions(storage_url, args.study, args.device, args.max_trials,
-                            args.sampler_seed)
+    options = WorkerOptions(
+        storage_url, args.study, args.device, args.max_trials, args.sampler_seed
+    )
     try:
         summary = run_worker(options)
     except WorkerFailed as error:
         print(f"error: worker stopped: {error}", file=sys.stderr)
         return 1
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.states.items()))
-    print(f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
-          f"in {summary.seconds:.0f} s")
+    print(
+        f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
+        f"in {summary.seconds:.0f} s"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A study's settings, fixed at creation and stored in the study, so a worker needs only its name."""
+"""A study's settings: fixed at creation, stored in the study; a worker needs only its name."""
 
 from __future__ import annotations
 

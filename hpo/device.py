@@ -16,10 +16,11 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError(f"--device {spec}: CUDA is not available on this machine")
         index_text = spec.partition(":")[2]
-        if index_text:
-            if not index_text.isdigit() or int(index_text) >= torch.cuda.device_count():
-                raise UsageError(
-                    f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-                )
+        if index_text and (
+            not index_text.isdigit() or int(index_text) >= torch.cuda.device_count()
+        ):
+            raise UsageError(
+                f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return torch.device(spec)
     raise UsageError(f"invalid --device {spec!r}; use auto, cpu, cuda or cuda:N")

@@ -10,7 +10,7 @@ import optuna
 import yaml
 
 from hpo.errors import UsageError
-from hpo.study import load_config
+from hpo.study import best_trial, load_config
 
 EXPORT_FORMATS = ("json", "yaml")
 
@@ -20,10 +20,9 @@ def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[s
     dataset, preset} of the COMPLETE trial with the lowest test loss."""
     config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
-    try:
-        best = study.best_trial
-    except ValueError:
-        raise UsageError(f"study {study_name!r} has no completed trial yet") from None
+    best = best_trial(study)
+    if best is None:
+        raise UsageError(f"study {study_name!r} has no completed trial yet")
     return {
         "study": study_name,
         "trial": best.number,

@@ -50,7 +50,9 @@ class EpochBook:
             self.best = metrics
         self.trial.report(metrics.test_loss, metrics.epoch)
         if self.trial.should_prune():
-            patience_spent = self.best is not None and metrics.epoch - self.best.epoch >= self.patience
+            patience_spent = (
+                self.best is not None and metrics.epoch - self.best.epoch >= self.patience
+            )
             self.stop_reason = "patience" if patience_spent else "pruned"
             return True
         if metrics.epoch >= self.max_epochs:
@@ -62,7 +64,9 @@ class EpochBook:
         attrs: dict[str, object] = {
             "epochs_run": self.epochs_run,
             "stop_reason": self.stop_reason,
-            "curves": {key: [_json_float(v) for v in values] for key, values in self.curves.items()},
+            "curves": {
+                key: [_json_float(v) for v in values] for key, values in self.curves.items()
+            },
         }
         if self.best is not None:
             attrs.update(

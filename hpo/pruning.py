@@ -9,6 +9,8 @@ reports with everything before them.
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, PatientPruner
 
@@ -21,7 +23,9 @@ class PatienceOrPruner(BasePruner):
 
     def __init__(self, patience: int, wrapped: BasePruner | None = None) -> None:
         self.patience = patience
-        self._patience = PatientPruner(None, patience=patience - 1)
+        with warnings.catch_warnings():  # experimental since 2.8, and stable in behaviour
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._patience = PatientPruner(None, patience=patience - 1)
         self._wrapped = wrapped
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:

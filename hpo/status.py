@@ -7,7 +7,7 @@ from collections import Counter
 import optuna
 from optuna.trial import TrialState
 
-from hpo.study import load_config
+from hpo.study import best_trial, load_config
 from hpo.text import format_params
 
 
@@ -30,9 +30,8 @@ def status_text(storage: optuna.storages.BaseStorage, study_name: str) -> str:
             "stop reasons: "
             + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: str(kv[0])))
         )
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if complete:
-        best = min(complete, key=lambda t: t.value)
+    best = best_trial(study)
+    if best is not None:
         lines.append(
             f"best: trial {best.number}, test loss {best.value:.4f} at epoch "
             f"{best.user_attrs.get('best_epoch')} (accuracy "

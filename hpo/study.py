@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import CONFIG_ATTR, StudyConfig
 from hpo.errors import UsageError
@@ -28,8 +28,9 @@ class NoWorkLeft(Exception):
 class WorkQueueStudy(optuna.Study):
     """A study whose `ask` never creates a trial the grid or the budget does not allow."""
 
-    def __init__(self, study_name: str, storage: RDBStorage, config: StudyConfig,
-                 sampler: BaseSampler) -> None:
+    def __init__(
+        self, study_name: str, storage: RDBStorage, config: StudyConfig, sampler: BaseSampler
+    ) -> None:
         super().__init__(
             study_name=study_name,
             storage=storage,
@@ -61,8 +62,18 @@ def budget_used(study: optuna.Study) -> int:
     return sum(
         1
         for t in trials
-        if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried)
+        if t.state != TrialState.WAITING
+        and not (t.state == TrialState.FAIL and t.number in retried)
     )
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The COMPLETE trial of lowest test loss; on ties the earliest, whatever the database order.
+
+    PRUNED trials never count: their value is their last report, not their best.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(complete, key=lambda t: (t.value, t.number), default=None)
 
 
 def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
@@ -80,7 +91,9 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
     except optuna.exceptions.DuplicatedStudyError:
-        raise UsageError(f"study {name!r} exists but was not made by hpo; pick another name") from None
+        raise UsageError(
+            f"study {name!r} exists but was not made by hpo; pick another name"
+        ) from None
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     if config.sampler == "grid":
         for point in grid_points(config.preset):

@@ -23,7 +23,9 @@ def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:
             f" | test loss {_loss(trial, attrs)} acc {100 * attrs['test_accuracy']:.1f}%"
             f" at epoch {attrs['best_epoch']}"
         )
-    line += f" | {attrs.get('epochs_run', 0)} epochs, {attrs.get('stop_reason', '?')}, {seconds:.1f} s"
+    line += (
+        f" | {attrs.get('epochs_run', 0)} epochs, {attrs.get('stop_reason', '?')}, {seconds:.1f} s"
+    )
     if best is not None:
         line += f" | best: trial {best.number} ({best.value:.4f})"
     return line

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.data import study_data, study_pipeline
 from hpo.device import resolve_device
 from hpo.objective import Objective
-from hpo.study import NoWorkLeft, WorkQueueStudy, open_study
+from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study
 from hpo.text import describe_trial
 from storage import open_storage
 
@@ -63,7 +63,7 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
 
     def on_trial_done(study: optuna.Study, trial: FrozenTrial) -> None:
         states[trial.state.name] += 1
-        say(describe_trial(trial, _best_or_none(study)))
+        say(describe_trial(trial, best_trial(study)))
 
     while options.max_trials is None or states.total() < options.max_trials:
         try:
@@ -97,10 +97,3 @@ def _requeue_failed(study: WorkQueueStudy, number: int | None) -> None:
         trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
-
-
-def _best_or_none(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None

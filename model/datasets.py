@@ -87,7 +87,7 @@ def load_cifar10(data_dir: Path, download: bool = True) -> ImageData:
         raise DatasetError(
             f"CIFAR-10 not found in {folder}; download it on a machine with network access "
             f"(python -c \"import torchvision; torchvision.datasets.CIFAR10('{data_dir}', "
-            "download=True)\") and copy the folder, or pass --data-dir"
+            'download=True)") and copy the folder, or pass --data-dir'
         )
     train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
     test_images, test_labels = _read_cifar_batch(folder / CIFAR10_TEST_FILE)

@@ -36,12 +36,14 @@ def channel_stats(images: torch.Tensor) -> ChannelStats:
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Same pixels as torchvision's `CenterCrop(size)` (it rounds the offset to nearest)."""
     height, width = images.shape[-2:]
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
     return images[..., top : top + size, left : left + size]
 
 
-def crop_at(images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int) -> torch.Tensor:
+def crop_at(
+    images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int
+) -> torch.Tensor:
     """Crop each image at its own (top, left) offset, as one gather: N×C×H×W → N×C×size×size."""
     steps = torch.arange(size, device=images.device)
     rows = (tops[:, None] + steps)[:, None, :, None]  # N×1×size×1
@@ -63,8 +65,10 @@ class DevicePipeline:
     ) -> None:
         self.device = device
         self.augment = augment
-        stats = channel_stats(data.train_images) if normalize else ChannelStats(
-            mean=(0.0,) * data.channels, std=(1.0,) * data.channels
+        stats = (
+            channel_stats(data.train_images)
+            if normalize
+            else ChannelStats(mean=(0.0,) * data.channels, std=(1.0,) * data.channels)
         )
         self.stats = stats
         shape = (1, data.channels, 1, 1)
@@ -119,7 +123,9 @@ class DevicePipeline:
         images = crop_at(images, offsets[0], offsets[1], spec.crop)
         if spec.flip:
             flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
-            images = torch.where(flips.to(self.device)[:, None, None, None], images.flip(-1), images)
+            images = torch.where(
+                flips.to(self.device)[:, None, None, None], images.flip(-1), images
+            )
         return images
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

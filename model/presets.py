@@ -25,11 +25,20 @@ _STAGES = (
     Preset("baseline", "plain SGD on raw pixels (Q18)", False, False, 0.0, None, False, False),
     Preset("normalize", "+ per-channel normalization (Q19)", True, False, 0.0, None, False, False),
     Preset("augment", "+ random crop 28 and flips (Q22)", True, True, 0.0, None, False, False),
-    Preset("momentum", "+ momentum 0.9, ExponentialLR 0.95 (Q26)", True, True, 0.9, 0.95, False,
-           False),
+    Preset(
+        "momentum", "+ momentum 0.9, ExponentialLR 0.95 (Q26)", True, True, 0.9, 0.95, False, False
+    ),
     Preset("dropout", "+ dropout after fc4 (Q29)", True, True, 0.9, 0.95, True, False),
-    Preset("batchnorm", "+ batch norm after each conv: the final model (Q34)", True, True, 0.9,
-           0.95, True, True),
+    Preset(
+        "batchnorm",
+        "+ batch norm after each conv: the final model (Q34)",
+        True,
+        True,
+        0.9,
+        0.95,
+        True,
+        True,
+    ),
 )
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _STAGES}

@@ -20,7 +20,9 @@ class LayerRow:
     bias: int
 
 
-def layer_table(image_size: int = 32, in_channels: int = 3, num_classes: int = 10) -> list[LayerRow]:
+def layer_table(
+    image_size: int = 32, in_channels: int = 3, num_classes: int = 10
+) -> list[LayerRow]:
     """Run one image through the seed network (no dropout, no batch norm) and record each layer."""
     network = SeedCNN(in_channels, num_classes, image_size)
     rows = [LayerRow("Input", (image_size, image_size, in_channels), 0, 0)]

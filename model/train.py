@@ -56,10 +56,13 @@ class EpochMetrics:
 EpochCallback = Callable[[EpochMetrics], bool]
 
 
-def build_network(config: TrainConfig, pipeline: DevicePipeline, channels: int,
-                  num_classes: int) -> nn.Module:
+def build_network(
+    config: TrainConfig, pipeline: DevicePipeline, channels: int, num_classes: int
+) -> nn.Module:
     p_dropout = config.p_dropout if config.preset.dropout else None
-    network = SeedCNN(channels, num_classes, pipeline.input_size, p_dropout, config.preset.batch_norm)
+    network = SeedCNN(
+        channels, num_classes, pipeline.input_size, p_dropout, config.preset.batch_norm
+    )
     return network.to(pipeline.device)
 
 

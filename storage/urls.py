@@ -73,7 +73,7 @@ def resolve_storage_url(given: str | None) -> str:
 def parse_storage_url(text: str) -> StorageURL:
     try:
         url = make_url(text)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise StorageError(
             f"malformed storage URL {text!r}; expected e.g. sqlite:///hpo.db or "
             "postgresql+psycopg://user@host/db"

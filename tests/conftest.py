@@ -1,0 +1,96 @@
+"""Shared fixtures: throwaway PostgreSQL and MariaDB databases, and a CLI runner.
+
+Tests that need a server skip when it is unreachable on a laptop, but fail under CI=true, where
+the servers are part of the machine and a skip would hide a broken test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable: {type(error).__name__}: {error}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: server tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(**PG_ADMIN, autocommit=True, connect_timeout=5)
+    except Exception as error:  # driver missing or server down: same verdict
+        _unavailable("PostgreSQL at 127.0.0.1:5432", error)
+    name = f"hpo_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database, dropped afterwards."""
+    try:
+        import pymysql
+
+        admin = pymysql.connect(**MYSQL_ADMIN, autocommit=True, connect_timeout=5)
+    except Exception as error:
+        _unavailable("MariaDB at 127.0.0.1:3306", error)
+    name = f"hpo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}`")
+        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_hpo(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> Completed:
+    """Run the real `hpo` command line in a subprocess, as a user would."""
+    # The caller's HPO_STORAGE must not leak into a test that relies on the default.
+    full_env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Completed(result.returncode, result.stdout, result.stderr)

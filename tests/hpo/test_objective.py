@@ -1,0 +1,130 @@
+"""Patience, pruning and divergence, through the real Optuna trial and pruner."""
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from hpo.config import StudyConfig
+from hpo.data import study_data, study_pipeline
+from hpo.objective import EpochBook, Objective
+from hpo.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
+from model.train import EpochMetrics
+
+
+def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
+    return EpochMetrics(epoch, 1.0, 0.5, test_loss, 0.5 + epoch / 1000, 0.9, 0.01, 0.1)
+
+
+def _run_book(
+    losses: list[float], patience: int, max_epochs: int = 200, pruner: str = "none"
+) -> EpochBook:
+    study = optuna.create_study(pruner=build_pruner(pruner, patience, max_epochs))
+    book = EpochBook(study.ask(), patience, max_epochs)
+    for epoch, loss in enumerate(losses, start=1):
+        if book.on_epoch(_metrics(epoch, loss)):
+            break
+    return book
+
+
+@pytest.mark.parametrize("best", [1, 5, 23])
+@pytest.mark.parametrize("patience", [1, 3, 10])
+def test_best_epoch_k_stops_at_exactly_k_plus_patience(best: int, patience: int) -> None:
+    # Falling until `best`, then rising (with noise that never beats the best) for good.
+    losses = [2.0 - 0.05 * e for e in range(1, best + 1)]
+    losses += [losses[-1] + 0.01 + 0.001 * (i % 3) for i in range(100)]
+    book = _run_book(losses, patience)
+    assert book.best.epoch == best
+    assert book.epochs_run == best + patience
+    assert book.stop_reason == "patience"
+
+
+def test_a_late_improvement_resets_patience() -> None:
+    losses = [1.0, 0.9, 0.95, 0.96, 0.8, 0.85, 0.86, 0.87, 0.88]
+    book = _run_book(losses, patience=3)
+    assert book.best.epoch == 5 and book.epochs_run == 8
+
+
+def test_equal_loss_is_no_improvement_for_the_best_epoch() -> None:
+    book = _run_book([1.0, 0.5, 0.5, 0.6, 0.7, 0.8], patience=10, max_epochs=6)
+    assert book.best.epoch == 2 and book.stop_reason == "max_epochs" and book.epochs_run == 6
+
+
+def test_max_epochs_ends_the_trial() -> None:
+    book = _run_book([1.0 / e for e in range(1, 50)], patience=10, max_epochs=12)
+    assert book.epochs_run == 12 and book.stop_reason == "max_epochs" and book.best.epoch == 12
+
+
+def test_non_finite_loss_stops_at_once_as_diverged() -> None:
+    book = _run_book([2.0, 1.5, math.nan, 1.0], patience=10)
+    assert book.epochs_run == 3 and book.stop_reason == "diverged" and book.best.epoch == 2
+    attrs = book.user_attrs()
+    assert attrs["curves"]["test_loss"] == [2.0, 1.5, None]
+
+
+def test_median_pruner_ends_hopeless_trials_as_pruned() -> None:
+    study = optuna.create_study(pruner=build_pruner("median", 10, 100))
+    for _ in range(6):  # good trials fill the median
+        trial = study.ask()
+        for epoch in range(1, 11):
+            trial.report(0.1, epoch)
+        study.tell(trial, 0.1)
+    book = EpochBook(study.ask(), 10, 100)
+    for epoch in range(1, 20):
+        if book.on_epoch(_metrics(epoch, 5.0 - epoch * 0.01)):
+            break
+    # Optuna's MedianPruner may prune from step n_warmup_steps on.
+    assert book.stop_reason == "pruned" and book.epochs_run == MEDIAN_WARMUP_EPOCHS
+
+
+def _objective(sampler: str, **config) -> tuple[optuna.Study, Objective]:
+    study_config = StudyConfig(sampler=sampler, dataset="synthetic", subset=96, **config)
+    data = study_data(study_config)
+    pipeline = study_pipeline(study_config, data, torch.device("cpu"))
+    study = optuna.create_study(
+        pruner=build_pruner(study_config.pruner, study_config.patience, study_config.epochs)
+    )
+    return study, Objective(study_config, pipeline, data.num_classes)
+
+
+def test_a_real_trial_completes_with_its_best_loss_and_attrs() -> None:
+    study, objective = _objective("grid", epochs=8, patience=2)
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    attrs = trial.user_attrs
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    curve = attrs["curves"]["test_loss"]
+    assert len(curve) == attrs["epochs_run"]
+    assert trial.value == min(curve) == curve[attrs["best_epoch"] - 1]
+    assert attrs["test_accuracy"] == attrs["curves"]["test_accuracy"][attrs["best_epoch"] - 1]
+    assert attrs["stop_reason"] in ("patience", "max_epochs")
+    if attrs["stop_reason"] == "patience":
+        assert attrs["epochs_run"] == attrs["best_epoch"] + 2
+    assert trial.intermediate_values == {e: v for e, v in enumerate(curve, start=1)}
+
+
+def test_a_diverging_trial_is_pruned_and_never_best() -> None:
+    study, objective = _objective("tpe", epochs=5, patience=2, n_trials=2)
+    study.enqueue_trial({"learning_rate": 1e6, "batch_size": 64, "p_dropout": 0.5})
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
+    study.optimize(objective, n_trials=2)
+    diverged, sane = study.trials
+    assert diverged.state == optuna.trial.TrialState.PRUNED
+    assert diverged.user_attrs["stop_reason"] == "diverged"
+    assert sane.state == optuna.trial.TrialState.COMPLETE
+    assert study.best_trial.number == sane.number
+
+
+def test_out_of_memory_ends_the_trial_as_oom(monkeypatch) -> None:
+    study, objective = _objective("grid", epochs=3, patience=2)
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 512, "p_dropout": 0.5})
+
+    def no_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr("hpo.objective.train", no_memory)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[0].user_attrs["stop_reason"] == "oom"

@@ -1,0 +1,90 @@
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.config import CONFIG_ATTR, StudyConfig
+from hpo.errors import UsageError
+from hpo.search_space import grid_points
+from hpo.study import NoWorkLeft, budget_used, create_study, open_study
+from storage import open_storage
+
+
+@pytest.fixture
+def storage(sqlite_url: str):
+    return open_storage(sqlite_url, create=True)
+
+
+def test_create_enqueues_every_grid_point_once(storage) -> None:
+    assert create_study(storage, "g", StudyConfig(dataset="synthetic"))
+    study = optuna.load_study(study_name="g", storage=storage)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 128
+    queued = sorted(tuple(sorted(t.system_attrs["fixed_params"].items())) for t in waiting)
+    assert queued == sorted(tuple(sorted(p.items())) for p in grid_points("batchnorm"))
+    assert study.user_attrs[CONFIG_ATTR]["epochs"] == 150
+
+
+def test_create_is_idempotent_and_refuses_other_settings(storage) -> None:
+    config = StudyConfig(sampler="tpe", n_trials=5, dataset="digits")
+    assert create_study(storage, "s", config)
+    assert not create_study(storage, "s", config)
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 0
+    with pytest.raises(UsageError, match=r"other settings: epochs: 20 \(stored 150\)"):
+        create_study(
+            storage, "s", StudyConfig(sampler="tpe", n_trials=5, dataset="digits", epochs=20)
+        )
+
+
+def test_grid_study_hands_out_queued_trials_only(storage) -> None:
+    create_study(storage, "g", StudyConfig(dataset="synthetic", preset="augment"))  # 16 points
+    study = open_study(storage, "g")
+    seen = set()
+    for _ in range(16):
+        trial = study.ask()
+        seen.add(
+            (
+                trial.suggest_categorical("learning_rate", [1.0, 0.1, 0.01, 0.001]),
+                trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
+            )
+        )
+        study.tell(trial, 1.0)
+    assert len(seen) == 16
+    with pytest.raises(NoWorkLeft):
+        study.ask()
+    assert len(study.trials) == 16
+
+
+def test_tpe_budget_counts_started_trials_and_not_retried_failures(storage) -> None:
+    create_study(storage, "t", StudyConfig(sampler="tpe", n_trials=3, dataset="synthetic"))
+    study = open_study(storage, "t", sampler_seed=1)
+    first = study.ask()
+    first.suggest_float("x", 0, 1)
+    study.tell(first, state=TrialState.FAIL)
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[0])
+    assert budget_used(study) == 0  # the failure was queued again: it does not count twice
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    assert budget_used(study) == 3
+    with pytest.raises(NoWorkLeft):
+        study.ask()
+
+
+def test_unknown_study_lists_the_known_ones(storage) -> None:
+    create_study(storage, "a", StudyConfig(dataset="digits"))
+    with pytest.raises(UsageError, match=r"no study named 'b'.*studies: a"):
+        open_study(storage, "b")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sampler": "tpe"}, "--n-trials is required"),
+        ({"n_trials": 4}, "--n-trials is for --sampler tpe"),
+        ({"epochs": 0}, "--epochs must be a positive integer"),
+        ({"dataset": "imagenet"}, "invalid dataset"),
+        ({"preset": "resnet"}, "invalid preset"),
+    ],
+)
+def test_invalid_configs(changes: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        StudyConfig(**changes)

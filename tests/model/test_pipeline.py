@@ -1,0 +1,131 @@
+"""The device pipeline against torchvision's transforms, pixel for pixel."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from model.datasets import AugmentSpec, ImageData, make_synthetic
+from model.pipeline import DevicePipeline, center_crop, channel_stats, crop_at
+
+CPU = torch.device("cpu")
+
+
+def raw(batch: torch.Tensor) -> torch.Tensor:
+    """Undo the [0, 1] scaling that an unnormalized pipeline applies, as ToTensor does."""
+    return (batch * 255).round()
+
+
+def test_crop_at_matches_torchvision_crop_for_each_offset() -> None:
+    images = make_synthetic(n_train=30, n_test=10).train_images
+    tops = torch.randint(0, 5, (30,))
+    lefts = torch.randint(0, 5, (30,))
+    ours = crop_at(images, tops, lefts, 28)
+    for i in range(30):
+        expected = TF.crop(images[i], int(tops[i]), int(lefts[i]), 28, 28)
+        assert torch.equal(ours[i], expected)
+
+
+def test_center_crop_matches_torchvision() -> None:
+    images = make_synthetic(n_train=10, n_test=10).test_images
+    assert torch.equal(center_crop(images, 28), T.CenterCrop(28)(images))
+
+
+def test_normalization_matches_to_tensor_and_normalize() -> None:
+    data = make_synthetic(n_train=64, n_test=16)
+    pipeline = DevicePipeline(data, CPU, normalize=True, augment=None)
+    stats = channel_stats(data.train_images)
+    reference = T.Compose([T.ToTensor(), T.Normalize(stats.mean, stats.std)])
+    for i in range(4):
+        pil = Image.fromarray(data.test_images[i].permute(1, 2, 0).numpy())
+        assert torch.allclose(pipeline.test_images[i], reference(pil), atol=1e-5)
+
+
+def test_stats_come_from_the_training_set_only() -> None:
+    data = make_synthetic(n_train=64, n_test=16)
+    brighter = ImageData(
+        data.name,
+        data.train_images,
+        data.train_labels,
+        torch.full_like(data.test_images, 255),
+        data.test_labels,
+        10,
+    )
+    assert DevicePipeline(brighter, CPU, True, None).stats == channel_stats(data.train_images)
+
+
+def _position_images(count: int, side: int = 32) -> ImageData:
+    """Images whose pixels spell their own coordinates: channel 0 = row, channel 1 = column."""
+    rows = torch.arange(side, dtype=torch.uint8)[:, None].expand(side, side)
+    cols = torch.arange(side, dtype=torch.uint8)[None, :].expand(side, side)
+    image = torch.stack([rows, cols, torch.zeros_like(rows)])
+    images = image.expand(count, 3, side, side).contiguous()
+    labels = torch.zeros(count, dtype=torch.int64)
+    return ImageData("positions", images, labels, images[:4], labels[:4], 10)
+
+
+def test_random_crop_and_flip_distribution() -> None:
+    count = 20_000
+    pipeline = DevicePipeline(
+        _position_images(count),
+        CPU,
+        normalize=False,
+        augment=AugmentSpec(crop=28, padding=0, flip=True),
+    )
+    generator = torch.Generator().manual_seed(0)
+    ((batch, _),) = list(pipeline.train_batches(count, generator))
+    batch = raw(batch)
+    top = batch[:, 0, 0, 0].round().long()
+    corner_cols = batch[:, 1, 0, [0, -1]].round().long()
+    flipped = corner_cols[:, 0] > corner_cols[:, 1]
+    left = torch.where(flipped, corner_cols[:, 1], corner_cols[:, 0])
+    # Every pixel is the source pixel at its offset (rows untouched by flips).
+    assert torch.equal(batch[:, 0, :, 5].round().long(), top[:, None] + torch.arange(28))
+    # Every offset in 0..4 × 0..4 is reachable and about equally likely, as RandomCrop(28).
+    counts = torch.bincount(top * 5 + left, minlength=25).double()
+    assert counts.numel() == 25 and bool((counts > 0).all())
+    expected = count / 25
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 52.6  # 99.9th percentile of χ² with 24 degrees of freedom
+    # Flips: p = 0.5 per image, independent of the offset.
+    assert abs(float(flipped.double().mean()) - 0.5) < 0.015
+    assert abs(float(flipped[top == 0].double().mean()) - 0.5) < 0.05
+
+
+def test_flip_is_torchvision_hflip() -> None:
+    data = make_synthetic(n_train=200, n_test=10)
+    pipeline = DevicePipeline(
+        data, CPU, normalize=False, augment=AugmentSpec(crop=32, padding=0, flip=True)
+    )
+    generator = torch.Generator().manual_seed(1)
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(1))
+    ((batch, _),) = list(pipeline.train_batches(200, generator))
+    batch = raw(batch)
+    sources = data.train_images[order].float()
+    for i in range(200):
+        assert torch.equal(batch[i], sources[i]) or torch.equal(batch[i], TF.hflip(sources[i]))
+
+
+def test_padding_behaves_as_random_crop_padding() -> None:
+    data = make_synthetic(n_train=50, n_test=10, image_size=8, channels=1)
+    pipeline = DevicePipeline(
+        data, CPU, normalize=False, augment=AugmentSpec(crop=8, padding=1, flip=False)
+    )
+    ((batch, _),) = list(pipeline.train_batches(50, torch.Generator().manual_seed(0)))
+    assert batch.shape == (50, 1, 8, 8)
+    assert pipeline.test_images.shape == (10, 1, 8, 8)  # center crop of 8 from 8: unchanged
+    assert torch.equal(raw(pipeline.test_images), data.test_images.float())
+
+
+@pytest.mark.parametrize("batch_size", [7, 16, 50])
+def test_an_epoch_visits_every_image_once(batch_size: int) -> None:
+    data = make_synthetic(n_train=50, n_test=10)
+    pipeline = DevicePipeline(data, CPU, normalize=False, augment=None)
+    seen = torch.cat(
+        [raw(images) for images, _ in pipeline.train_batches(batch_size, torch.Generator())]
+    )
+    assert seen.shape[0] == 50
+    key = lambda t: sorted(t.reshape(t.shape[0], -1).sum(1).tolist())  # noqa: E731
+    assert np.allclose(key(seen), key(data.train_images.float()))

@@ -1,0 +1,83 @@
+import itertools
+import math
+
+import torch
+
+from model.datasets import augment_spec, make_synthetic
+from model.pipeline import DevicePipeline
+from model.presets import PRESETS
+from model.train import EpochMetrics, TrainConfig, best_epoch, train
+
+
+def _pipeline(preset: str = "batchnorm") -> DevicePipeline:
+    data = make_synthetic(n_train=128, n_test=64)
+    spec = augment_spec("synthetic") if PRESETS[preset].augment else None
+    return DevicePipeline(data, torch.device("cpu"), PRESETS[preset].normalize, spec)
+
+
+def _config(**changes) -> TrainConfig:
+    base = dict(
+        learning_rate=0.01,
+        batch_size=32,
+        p_dropout=0.5,
+        max_epochs=3,
+        preset=PRESETS["batchnorm"],
+        seed=7,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+def test_same_seed_same_losses_to_the_last_digit() -> None:
+    _, first = train(_config(), _pipeline(), 10)
+    _, second = train(_config(), _pipeline(), 10)
+    assert [m.test_loss for m in first] == [m.test_loss for m in second]
+    assert [m.train_loss for m in first] == [m.train_loss for m in second]
+    _, other = train(_config(seed=8), _pipeline(), 10)
+    assert [m.test_loss for m in other] != [m.test_loss for m in first]
+
+
+def test_metrics_per_epoch_and_exponential_schedule() -> None:
+    _, history = train(_config(max_epochs=4), _pipeline(), 10)
+    assert [m.epoch for m in history] == [1, 2, 3, 4]
+    for m in history:
+        assert 0.0 <= m.train_accuracy <= 1.0 and 0.0 <= m.test_accuracy <= m.test_top5 <= 1.0
+        assert m.seconds > 0 and math.isfinite(m.test_loss)
+    rates = [m.learning_rate for m in history]
+    assert rates[0] == 0.01
+    assert all(math.isclose(b / a, 0.95) for a, b in itertools.pairwise(rates))
+    assert history[-1].test_accuracy > 0.5  # learnable data: well above chance (10%)
+
+
+def test_baseline_has_constant_rate_and_no_momentum() -> None:
+    pipeline = _pipeline("baseline")
+    assert pipeline.input_size == 32  # no augmentation: no crop
+    _, history = train(_config(preset=PRESETS["baseline"], p_dropout=None), pipeline, 10)
+    assert {m.learning_rate for m in history} == {0.01}
+
+
+def test_callback_stops_training() -> None:
+    seen: list[int] = []
+
+    def stop_at_two(metrics: EpochMetrics) -> bool:
+        seen.append(metrics.epoch)
+        return metrics.epoch == 2
+
+    _, history = train(_config(max_epochs=10), _pipeline(), 10, on_epoch=stop_at_two)
+    assert seen == [1, 2] and len(history) == 2
+
+
+def test_huge_learning_rate_gives_non_finite_metrics() -> None:
+    _, history = train(
+        _config(learning_rate=1e6, max_epochs=2, preset=PRESETS["momentum"], p_dropout=None),
+        _pipeline("momentum"),
+        10,
+    )
+    assert not history[-1].finite
+
+
+def test_best_epoch_is_lowest_finite_test_loss() -> None:
+    def m(epoch: int, loss: float) -> EpochMetrics:
+        return EpochMetrics(epoch, 1.0, 0.5, loss, 0.5, 0.9, 0.1, 1.0)
+
+    assert best_epoch([m(1, 2.0), m(2, 1.0), m(3, 1.0), m(4, float("nan"))]).epoch == 2
+    assert best_epoch([m(1, float("nan"))]) is None

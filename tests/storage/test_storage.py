@@ -1,0 +1,72 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import StorageError, open_storage, parse_storage_url, resolve_storage_url
+
+
+def test_default_is_hpo_storage_env_then_sqlite(monkeypatch) -> None:
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    assert resolve_storage_url(None) == "sqlite:///hpo.db"
+    monkeypatch.setenv("HPO_STORAGE", "postgresql+psycopg://u@h/db")
+    assert resolve_storage_url(None) == "postgresql+psycopg://u@h/db"
+    assert resolve_storage_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_engine_settings_per_dialect() -> None:
+    assert parse_storage_url("sqlite:///a.db").engine_kwargs()["connect_args"]["timeout"] >= 30
+    pg = parse_storage_url("postgresql+psycopg://u@h/db").engine_kwargs()
+    assert pg["pool_pre_ping"] is True and pg["connect_args"]["connect_timeout"] > 0
+    assert parse_storage_url("mysql+pymysql://u@h/db").engine_kwargs()["pool_pre_ping"] is True
+
+
+def test_passwords_never_appear_in_messages() -> None:
+    url = parse_storage_url("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
+    assert "hunter2" not in url.render()
+    with pytest.raises(StorageError) as caught:
+        open_storage("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "malformed storage URL"),
+        ("redis://127.0.0.1:6379", "unsupported storage"),
+        ("postgresql+nodriver://u@h/db", "no driver"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message):
+        open_storage(url)
+
+
+def test_reading_never_creates_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(StorageError, match="no study database"):
+        open_storage(f"sqlite:///{path}")
+    assert not path.exists()
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'no' / 'x.db'}", create=True)
+
+
+def test_schema_of_another_optuna_version(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    open_storage(f"sqlite:///{path}", create=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'v99.0.0.a'")
+    with pytest.raises(StorageError, match="no longer compatible"):
+        open_storage(f"sqlite:///{path}")
+
+
+@pytest.mark.server
+def test_server_databases_open_and_empty_ones_are_not_written(
+    postgres_url: str, mysql_url: str
+) -> None:
+    for url in (postgres_url, mysql_url):
+        with pytest.raises(StorageError, match="holds no Optuna studies"):
+            open_storage(url)
+        storage = open_storage(url, create=True)
+        assert storage.get_all_studies() == []
+        open_storage(url)  # now it has the tables

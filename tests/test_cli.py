@@ -1,0 +1,193 @@
+"""Bad input: one `error:` line on stderr, exit status 2, nothing written."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hpo.cli import main
+from tests.conftest import run_hpo
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def existing(tmp_path: Path, monkeypatch) -> str:
+    """A SQLite storage holding one TPE study on synthetic data, no trials yet."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    assert (
+        main(
+            [
+                "create",
+                "--storage",
+                url,
+                "--study",
+                "s",
+                "--sampler",
+                "tpe",
+                "--n-trials",
+                "2",
+                "--dataset",
+                "synthetic",
+                "--subset",
+                "40",
+                "--epochs",
+                "2",
+            ]
+        )
+        == 0
+    )
+    return url
+
+
+def _expect_usage_error(capsys, argv: list[str], fragment: str) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["status", "--study", "nope"], "no study named 'nope'"),
+        (["export", "--study", "nope"], "no study named 'nope'"),
+        (["worker", "--study", "nope", "--device", "cpu"], "no study named 'nope'"),
+        (["export", "--study", "s"], "has no completed trial yet"),
+        (["export", "--study", "s", "-o", "missing/best.json"], "has no completed trial"),
+        (
+            [
+                "create",
+                "--study",
+                "s",
+                "--sampler",
+                "tpe",
+                "--n-trials",
+                "3",
+                "--dataset",
+                "synthetic",
+            ],
+            "already exists with other settings",
+        ),
+        (["create", "--study", "t", "--epochs", "0"], "--epochs"),
+        (["create", "--study", "t", "--epochs", "ten"], "--epochs"),
+        (["create", "--study", "t", "--sampler", "random"], "invalid choice"),
+        (["create", "--study", "t", "--n-trials", "5"], "--n-trials is for --sampler tpe"),
+        (["create", "--study", "t", "--sampler", "tpe"], "--n-trials is required"),
+        (["worker", "--study", "s", "--device", "tpu"], "invalid --device"),
+        (["worker", "--study", "s", "--device", "cuda:7"], "--device cuda:7"),
+        (["export", "--study", "s", "--format", "xml"], "invalid choice"),
+        (["status"], "--study"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_on_an_existing_storage(existing: str, tmp_path: Path, capsys, argv, fragment):
+    db = tmp_path / "hpo.db"
+    before = _digest(db)
+    _expect_usage_error(
+        capsys, [*argv, "--storage", existing] if argv[0] != "frobnicate" else argv, fragment
+    )
+    assert _digest(db) == before
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    ("storage", "fragment"),
+    [
+        ("sqlite:///absent.db", "no study database at absent.db"),
+        ("sqlite:///no/such/folder/x.db", "no study database"),
+        ("postgres://::nonsense", "malformed storage URL"),
+        ("oracle://u@h/db", "unsupported storage"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/x", "cannot use database"),
+        ("mysql+pymysql://root@127.0.0.1:1/x", "cannot use database"),
+    ],
+)
+def test_bad_storage(tmp_path: Path, monkeypatch, capsys, storage: str, fragment: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    _expect_usage_error(capsys, ["status", "--study", "s", "--storage", storage], fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_storage_comes_from_the_environment(existing: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HPO_STORAGE", existing)
+    assert main(["status", "--study", "s"]) == 0
+    assert "study 's': tpe on synthetic" in capsys.readouterr().out
+
+
+def test_missing_cifar10_is_a_clear_error_for_the_worker(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    import torchvision
+
+    def offline(*_args, **_kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["create", "--storage", url, "--study", "c", "--data-dir", "nowhere"]) == 0
+    capsys.readouterr()
+    _expect_usage_error(
+        capsys,
+        ["worker", "--storage", url, "--study", "c", "--device", "cpu"],
+        "could not be downloaded",
+    )
+
+
+def test_summary_prints_the_q10_table(capsys) -> None:
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "1,191,170" in out and "1,190,160" in out and "Pool3" in out
+
+
+def test_the_console_entry_point_reports_errors_without_traceback(tmp_path: Path) -> None:
+    result = run_hpo("status", "--study", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: no study database at hpo.db (create a study first with hpo create)"
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "hpo.db").exists()
+
+
+def test_export_yaml_and_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    assert (
+        main(
+            [
+                "create",
+                "--storage",
+                url,
+                "--study",
+                "e",
+                "--sampler",
+                "tpe",
+                "--n-trials",
+                "2",
+                "--dataset",
+                "synthetic",
+                "--subset",
+                "64",
+                "--epochs",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["worker", "--storage", url, "--study", "e", "--device", "cpu", "--sampler-seed", "0"])
+        == 0
+    )
+    assert main(["export", "--storage", url, "--study", "e", "-o", "best.json"]) == 0
+    exported = json.loads((tmp_path / "best.json").read_text())
+    capsys.readouterr()
+    assert main(["export", "--storage", url, "--study", "e", "--format", "yaml"]) == 0
+    import yaml
+
+    assert yaml.safe_load(capsys.readouterr().out) == exported
