@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = command("worker", "run the study's trials until none are left")
     worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    worker.add_argument(
+        "--speed",
+        default="auto",
+        help="CUDA fast paths: auto (measured defaults), none, or a comma list of "
+        "bf16, channels_last, compile, cudnn_benchmark",
+    )
     worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
     worker.add_argument(
         "--sampler-seed",

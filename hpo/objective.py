@@ -13,6 +13,7 @@ from hpo.config import StudyConfig
 from hpo.search_space import suggest
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
+from model.speed import PLAIN, SpeedOptions
 from model.train import EpochMetrics, TrainConfig, train
 
 CURVE_KEYS = (
@@ -87,10 +88,17 @@ def _json_float(value: float) -> float | None:
 class Objective:
     """Callable objective for `study.optimize`, holding the device data across trials."""
 
-    def __init__(self, config: StudyConfig, pipeline: DevicePipeline, num_classes: int) -> None:
+    def __init__(
+        self,
+        config: StudyConfig,
+        pipeline: DevicePipeline,
+        num_classes: int,
+        speed: SpeedOptions = PLAIN,
+    ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.num_classes = num_classes
+        self.speed = speed
         self.last_trial_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -103,7 +111,10 @@ class Objective:
             max_epochs=self.config.epochs,
             preset=PRESETS[self.config.preset],
             seed=self.config.seed,
+            speed=self.speed,
         )
+        trial.set_user_attr("device", str(self.pipeline.device))
+        trial.set_user_attr("speed", self.speed.names())
         book = EpochBook(trial, self.config.patience, self.config.epochs)
         try:
             train(train_config, self.pipeline, self.num_classes, on_epoch=book.on_epoch)

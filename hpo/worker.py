@@ -13,9 +13,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.data import study_data, study_pipeline
 from hpo.device import resolve_device
+from hpo.errors import UsageError
 from hpo.objective import Objective
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study
 from hpo.text import describe_trial
+from model.speed import parse_speed
 from storage import open_storage
 
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
@@ -32,6 +34,7 @@ class WorkerOptions:
     device: str = "auto"
     max_trials: int | None = None  # this worker's own limit; the study's budget applies too
     sampler_seed: int | None = None
+    speed: str = "auto"  # see model.speed.parse_speed
     max_consecutive_failures: int = 3
 
 
@@ -50,12 +53,17 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
     study = open_study(storage, options.study_name, options.sampler_seed)
     config = study.config
     device = resolve_device(options.device)
+    try:
+        speed = parse_speed(options.speed, device)
+    except ValueError as error:
+        raise UsageError(f"--speed: {error}") from None
     data = study_data(config)
     pipeline = study_pipeline(config, data, device)
-    objective = Objective(config, pipeline, data.num_classes)
+    objective = Objective(config, pipeline, data.num_classes, speed)
     say(
         f"worker: study {options.study_name!r} ({config.sampler}, {config.dataset}, "
-        f"preset {config.preset}) on {device}, {pipeline.train_size} training images"
+        f"preset {config.preset}) on {device} [{', '.join(speed.names()) or 'plain fp32'}], "
+        f"{pipeline.train_size} training images"
     )
     states: Counter[str] = Counter()
     failures_in_a_row = 0

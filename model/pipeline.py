@@ -41,18 +41,6 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top : top + size, left : left + size]
 
 
-def crop_at(
-    images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Crop each image at its own (top, left) offset, as one gather: N×C×H×W → N×C×size×size."""
-    steps = torch.arange(size, device=images.device)
-    rows = (tops[:, None] + steps)[:, None, :, None]  # N×1×size×1
-    cols = (lefts[:, None] + steps)[:, None, None, :]  # N×1×1×size
-    batch = torch.arange(images.shape[0], device=images.device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return images[batch, channels, rows, cols]
-
-
 class DevicePipeline:
     """Batches for one dataset on one device, with or without normalization and augmentation."""
 
@@ -108,25 +96,38 @@ class DevicePipeline:
         order = order.to(self.device)
         for start in range(0, count, batch_size):
             index = order[start : start + batch_size]
-            images = self.train_images[index]
-            if self.augment is not None:
-                images = self._augment(images, generator)
+            if self.augment is None:
+                images = self.train_images[index]
+            else:
+                images = self._gather_augmented(index, generator)
             yield self._normalize(images), self.train_labels[index]
 
-    def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _gather_augmented(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Pick, crop and flip a batch in one gather from the flat uint8 dataset.
+
+        Each image gets its own offset in [0, H - crop] × [0, W - crop] and, if flips are on, a
+        coin toss; a flip reverses the order of the columns it reads. The source pixel of every
+        output pixel is computed as one flat index, so the whole batch is one `take`.
+        """
         spec = self.augment
         assert spec is not None
-        n = images.shape[0]
-        span = images.shape[-1] - spec.crop + 1  # every offset in [0, H - crop] is reachable
-        offsets = torch.randint(0, span, (2, n), generator=generator, device=generator.device)
-        offsets = offsets.to(self.device)
-        images = crop_at(images, offsets[0], offsets[1], spec.crop)
+        n = index.shape[0]
+        channels, height, width = self.train_images.shape[1:]
+        draws = torch.randint(
+            0, height - spec.crop + 1, (2, n), generator=generator, device=generator.device
+        ).to(self.device)
+        steps = torch.arange(spec.crop, device=self.device)
+        rows = draws[0][:, None] + steps  # n × crop
         if spec.flip:
             flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
-            images = torch.where(
-                flips.to(self.device)[:, None, None, None], images.flip(-1), images
-            )
-        return images
+            column_steps = torch.where(flips.to(self.device)[:, None], steps.flip(0), steps)
+        else:
+            column_steps = steps.expand(n, spec.crop)
+        cols = draws[1][:, None] + column_steps  # n × crop
+        pixels = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, -1)
+        planes = torch.arange(channels, device=self.device).view(1, channels, 1) * (height * width)
+        flat = index.view(n, 1, 1) * (channels * height * width) + planes + pixels
+        return self.train_images.view(-1).take(flat).view(n, channels, spec.crop, spec.crop)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.test_labels.shape[0], batch_size):

@@ -8,7 +8,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from model.datasets import AugmentSpec, ImageData, make_synthetic
-from model.pipeline import DevicePipeline, center_crop, channel_stats, crop_at
+from model.pipeline import DevicePipeline, center_crop, channel_stats
 
 CPU = torch.device("cpu")
 
@@ -16,16 +16,6 @@ CPU = torch.device("cpu")
 def raw(batch: torch.Tensor) -> torch.Tensor:
     """Undo the [0, 1] scaling that an unnormalized pipeline applies, as ToTensor does."""
     return (batch * 255).round()
-
-
-def test_crop_at_matches_torchvision_crop_for_each_offset() -> None:
-    images = make_synthetic(n_train=30, n_test=10).train_images
-    tops = torch.randint(0, 5, (30,))
-    lefts = torch.randint(0, 5, (30,))
-    ours = crop_at(images, tops, lefts, 28)
-    for i in range(30):
-        expected = TF.crop(images[i], int(tops[i]), int(lefts[i]), 28, 28)
-        assert torch.equal(ours[i], expected)
 
 
 def test_center_crop_matches_torchvision() -> None:
@@ -57,11 +47,14 @@ def test_stats_come_from_the_training_set_only() -> None:
 
 
 def _position_images(count: int, side: int = 32) -> ImageData:
-    """Images whose pixels spell their own coordinates: channel 0 = row, channel 1 = column."""
-    rows = torch.arange(side, dtype=torch.uint8)[:, None].expand(side, side)
-    cols = torch.arange(side, dtype=torch.uint8)[None, :].expand(side, side)
-    image = torch.stack([rows, cols, torch.zeros_like(rows)])
-    images = image.expand(count, 3, side, side).contiguous()
+    """Images whose pixels spell their own coordinates (channel 0 = row, channel 1 = column),
+    with random content in channel 2."""
+    rows = torch.arange(side, dtype=torch.uint8)[:, None].expand(count, side, side)
+    cols = torch.arange(side, dtype=torch.uint8)[None, :].expand(count, side, side)
+    noise = torch.randint(
+        0, 256, (count, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
+    )
+    images = torch.stack([rows, cols, noise], dim=1).contiguous()
     labels = torch.zeros(count, dtype=torch.int64)
     return ImageData("positions", images, labels, images[:4], labels[:4], 10)
 
@@ -75,14 +68,20 @@ def test_random_crop_and_flip_distribution() -> None:
         augment=AugmentSpec(crop=28, padding=0, flip=True),
     )
     generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(0))
     ((batch, _),) = list(pipeline.train_batches(count, generator))
     batch = raw(batch)
     top = batch[:, 0, 0, 0].round().long()
     corner_cols = batch[:, 1, 0, [0, -1]].round().long()
     flipped = corner_cols[:, 0] > corner_cols[:, 1]
     left = torch.where(flipped, corner_cols[:, 1], corner_cols[:, 0])
-    # Every pixel is the source pixel at its offset (rows untouched by flips).
-    assert torch.equal(batch[:, 0, :, 5].round().long(), top[:, None] + torch.arange(28))
+    # Every pixel is the one torchvision's crop (and hflip) gives for that image and offset.
+    sources = pipeline.train_images[order]
+    for i in range(300):
+        expected = TF.crop(sources[i], int(top[i]), int(left[i]), 28, 28)
+        if flipped[i]:
+            expected = TF.hflip(expected)
+        assert torch.equal(batch[i], expected.float())
     # Every offset in 0..4 × 0..4 is reachable and about equally likely, as RandomCrop(28).
     counts = torch.bincount(top * 5 + left, minlength=25).double()
     assert counts.numel() == 25 and bool((counts > 0).all())

@@ -1,11 +1,13 @@
 import itertools
 import math
 
+import pytest
 import torch
 
 from model.datasets import augment_spec, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
+from model.speed import SpeedOptions, parse_speed
 from model.train import EpochMetrics, TrainConfig, best_epoch, train
 
 
@@ -81,3 +83,32 @@ def test_best_epoch_is_lowest_finite_test_loss() -> None:
 
     assert best_epoch([m(1, 2.0), m(2, 1.0), m(3, 1.0), m(4, float("nan"))]).epoch == 2
     assert best_epoch([m(1, float("nan"))]) is None
+
+
+def test_fast_paths_train_to_the_same_losses_on_cpu() -> None:
+    """bf16 autocast and channels_last change rounding, not the training: the CPU runs the same
+    code path as CUDA, so this checks the logic that the GPU machine then times."""
+    _, plain = train(_config(), _pipeline(), 10)
+    fast = SpeedOptions(bf16=True, channels_last=True)
+    _, faster = train(_config(speed=fast), _pipeline(), 10)
+    for a, b in zip(plain, faster, strict=True):
+        assert math.isclose(a.test_loss, b.test_loss, rel_tol=0.03)
+        assert abs(a.test_accuracy - b.test_accuracy) <= 0.1
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_like_eager() -> None:
+    _, plain = train(_config(max_epochs=2), _pipeline(), 10)
+    _, compiled = train(_config(max_epochs=2, speed=SpeedOptions(compile=True)), _pipeline(), 10)
+    for a, b in zip(plain, compiled, strict=True):
+        assert math.isclose(a.test_loss, b.test_loss, rel_tol=0.02)
+
+
+def test_speed_option_parsing() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert parse_speed("auto", cpu) == SpeedOptions()
+    assert parse_speed("auto", cuda).cudnn_benchmark
+    assert parse_speed("none", cuda) == SpeedOptions()
+    assert parse_speed("bf16, compile", cpu) == SpeedOptions(bf16=True, compile=True)
+    with pytest.raises(ValueError, match="unknown fast path 'fp8'"):
+        parse_speed("fp8", cpu)
