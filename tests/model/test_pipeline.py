@@ -60,23 +60,31 @@ def _position_images(count: int, side: int = 32) -> ImageData:
 
 
 def test_random_crop_and_flip_distribution() -> None:
+    check_crop_and_flip_distribution(CPU)
+
+
+def check_crop_and_flip_distribution(device: torch.device) -> None:
+    """Shared with the CUDA test: the same checks on any device."""
     count = 20_000
     pipeline = DevicePipeline(
         _position_images(count),
-        CPU,
+        device,
         normalize=False,
         augment=AugmentSpec(crop=28, padding=0, flip=True),
     )
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator(device=device).manual_seed(0)
+    order = torch.randperm(
+        count, generator=torch.Generator(device=device).manual_seed(0), device=device
+    )
     ((batch, _),) = list(pipeline.train_batches(count, generator))
-    batch = raw(batch)
+    batch = raw(batch).cpu()
+    order = order.cpu()
     top = batch[:, 0, 0, 0].round().long()
     corner_cols = batch[:, 1, 0, [0, -1]].round().long()
     flipped = corner_cols[:, 0] > corner_cols[:, 1]
     left = torch.where(flipped, corner_cols[:, 1], corner_cols[:, 0])
     # Every pixel is the one torchvision's crop (and hflip) gives for that image and offset.
-    sources = pipeline.train_images[order]
+    sources = pipeline.train_images.cpu()[order]
     for i in range(300):
         expected = TF.crop(sources[i], int(top[i]), int(left[i]), 28, 28)
         if flipped[i]:

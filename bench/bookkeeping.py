@@ -1,0 +1,106 @@
+"""Benchmark 4: per-epoch bookkeeping cost, Optuna's defaults vs ours, on SQLite and PostgreSQL.
+
+    python -m bench.bookkeeping [--storage URL ...] [--epochs 60] [--finished 127]
+
+The study first gets `--finished` completed trials of `--epochs` reports each (a grid mid-way).
+Then one trial is timed per epoch:
+- Optuna's defaults: `report` + `should_prune` with the default MedianPruner (which reads every
+  trial of the study) + the epoch curves saved as a user attr, as a plain objective would do;
+- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+import optuna
+
+from hpo.objective import EpochBook
+from hpo.pruning import build_pruner
+from model.train import EpochMetrics
+from storage import open_storage
+
+
+def _metrics(epoch: int) -> EpochMetrics:
+    return EpochMetrics(epoch, 1.0 / epoch, 0.5, 2.0 / epoch, 0.6, 0.9, 0.01, 0.5)
+
+
+def _fill(study: optuna.Study, finished: int, epochs: int) -> None:
+    for _ in range(finished):
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
+        for epoch in range(1, epochs + 1):
+            trial.report(2.0 / epoch, epoch)
+        study.tell(trial, 2.0 / epochs)
+
+
+def measure(url: str, finished: int, epochs: int) -> dict[str, float]:
+    storage = open_storage(url, create=True)
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    default = optuna.create_study(storage=storage, study_name=name)  # MedianPruner by default
+    _fill(default, finished, epochs)
+    ours = optuna.load_study(
+        study_name=name, storage=storage, pruner=build_pruner("none", 10, epochs)
+    )
+    results = {}
+
+    def optuna_defaults(trial: optuna.Trial, epoch: int, curves: list[float]) -> None:
+        trial.report(2.0 / epoch, epoch)
+        trial.should_prune()
+        curves.append(2.0 / epoch)
+        trial.set_user_attr("curves", {"test_loss": curves})
+
+    for label, study in (("optuna defaults", default), ("ours", ours)):
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
+        book = EpochBook(trial, patience=10_000, max_epochs=10_000)
+        curves: list[float] = []
+        costs = []
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            if label == "ours":
+                book.on_epoch(_metrics(epoch))
+            else:
+                optuna_defaults(trial, epoch, curves)
+            costs.append(time.perf_counter() - started)
+        study.tell(trial, 0.0)
+        results[label] = statistics.median(costs) * 1000
+    optuna.delete_study(study_name=name, storage=storage)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--storage",
+        action="append",
+        help="storage URL (repeatable; default: a SQLite file in /tmp)",
+    )
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--finished", type=int, default=127)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    urls = args.storage or [f"sqlite:////tmp/hpo-bench-{uuid.uuid4().hex[:8]}.db"]
+    print(
+        f"# per-epoch bookkeeping, median ms over {args.epochs} epochs, study with "
+        f"{args.finished} finished trials of {args.epochs} reports"
+    )
+    print(f"{'storage':<14}{'optuna defaults':>17}{'ours':>9}{'ratio':>8}")
+    table = {}
+    for url in urls:
+        results = measure(url, args.finished, args.epochs)
+        dialect = url.split(":")[0].split("+")[0]
+        ratio = results["optuna defaults"] / results["ours"]
+        print(
+            f"{dialect:<14}{results['optuna defaults']:>15.2f}ms{results['ours']:>7.2f}ms"
+            f"{ratio:>7.1f}x"
+        )
+        table[dialect] = {**results, "ratio": ratio}
+    return table
+
+
+if __name__ == "__main__":
+    main()

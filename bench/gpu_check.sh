@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU checks, as one script for a GPU machine without network (see BENCHMARKS.md):
+# CUDA tests, a real `hpo worker --device cuda`, then benchmarks 1–3 on CUDA, each step under
+# its own time limit so one slow step cannot eat the others. Results go to $OUT (or ./gpu-out).
+set -u
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name (limit ${limit}s)"
+  local started=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+  echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - started)) s"
+}
+
+nvidia-smi -L | tee "$out/device.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/device.txt"
+
+step tests 120 python3 -m pytest -q -m cuda tests/model/test_cuda.py -p no:cacheprovider
+step worker 50 bash -c '
+  db=$(mktemp -d)/gpu.db
+  python3 -m hpo create --storage sqlite:///$db --study gpu --sampler tpe --n-trials 3 \
+    --dataset synthetic --subset 20000 --epochs 5 --patience 2 &&
+  python3 -m hpo worker --storage sqlite:///$db --study gpu --device cuda --sampler-seed 0 &&
+  python3 -m hpo export --storage sqlite:///$db --study gpu'
+step data_pipeline 50 python3 -m bench.data_pipeline --device cuda --images 50000
+step epoch 150 python3 -m bench.epoch --device cuda --batches 128,512 \
+  --variants "none;bf16;channels_last;bf16,channels_last;bf16,channels_last,cudnn_benchmark"
+step workers 110 python3 -m bench.workers_per_gpu --device cuda --workers 1,2,4,8 --seconds 12
+step compile 90 python3 -m bench.epoch --device cuda --batches 128 \
+  --variants "bf16,channels_last,cudnn_benchmark;bf16,channels_last,cudnn_benchmark,compile"
+if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
+  step workers_mps 60 python3 -m bench.workers_per_gpu --device cuda --workers 4,8 --seconds 12 \
+    --label "(CUDA MPS on)"
+  echo quit | nvidia-cuda-mps-control
+else
+  echo "CUDA MPS: not available on this machine" | tee "$out/workers_mps.txt"
+fi
