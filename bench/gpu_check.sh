@@ -6,8 +6,10 @@ set -u
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+steps=${STEPS:-tests worker data_pipeline epoch workers compile workers_mps}
 step() {  # step NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
+  case " $steps " in *" $name "*) ;; *) return 0 ;; esac
   echo "=== $name (limit ${limit}s)"
   local started=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
@@ -26,11 +28,13 @@ step worker 50 bash -c '
   python3 -m hpo export --storage sqlite:///$db --study gpu'
 step data_pipeline 50 python3 -m bench.data_pipeline --device cuda --images 50000
 step epoch 150 python3 -m bench.epoch --device cuda --batches 128,512 \
-  --variants "none;bf16;channels_last;bf16,channels_last;bf16,channels_last,cudnn_benchmark"
-step workers 110 python3 -m bench.workers_per_gpu --device cuda --workers 1,2,4,8 --seconds 12
+  --variants "none;cudnn_benchmark;cudnn_benchmark,cuda_graph;bf16,channels_last,cudnn_benchmark,cuda_graph"
+step workers 110 python3 -m bench.workers_per_gpu --device cuda --workers ${WORKERS:-1,2,4,8} --seconds 12
 step compile 90 python3 -m bench.epoch --device cuda --batches 128 \
   --variants "bf16,channels_last,cudnn_benchmark;bf16,channels_last,cudnn_benchmark,compile"
-if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
+if [[ " $steps " != *" workers_mps "* ]]; then
+  :
+elif command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
   step workers_mps 60 python3 -m bench.workers_per_gpu --device cuda --workers 4,8 --seconds 12 \
     --label "(CUDA MPS on)"
   echo quit | nvidia-cuda-mps-control

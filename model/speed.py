@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-FAST_PATHS = ("bf16", "channels_last", "compile", "cudnn_benchmark")
+FAST_PATHS = ("bf16", "channels_last", "compile", "cudnn_benchmark", "cuda_graph")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class SpeedOptions:
     channels_last: bool = False  # NHWC memory layout for the convolutions
     compile: bool = False  # torch.compile the network (compile time is paid once per trial)
     cudnn_benchmark: bool = False  # let cuDNN pick the fastest convolution algorithm
+    cuda_graph: bool = False  # replay each training step from a CUDA graph (model.step_graph)
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name)]
@@ -47,5 +48,6 @@ def parse_speed(text: str, device: torch.device) -> SpeedOptions:
 def default_speed(device: torch.device) -> SpeedOptions:
     if device.type != "cuda":
         return SpeedOptions()
-    # Measured on an H100 (BENCHMARKS.md): see there before changing.
-    return SpeedOptions(bf16=True, channels_last=True, compile=False, cudnn_benchmark=True)
+    # Measured on an H200 (BENCHMARKS.md): the seed CNN is launch-bound, so CUDA graphs pay and
+    # bf16, channels_last and torch.compile do not. See there before changing.
+    return SpeedOptions(cudnn_benchmark=True, cuda_graph=True)

@@ -20,6 +20,7 @@ from model.network import SeedCNN
 from model.pipeline import DevicePipeline
 from model.presets import Preset
 from model.speed import PLAIN, SpeedOptions
+from model.step_graph import GraphedSteps
 
 EVAL_BATCH = 1024
 
@@ -91,12 +92,19 @@ def train(
         if config.preset.lr_gamma is not None
         else None
     )
+    runner = (
+        GraphedSteps(
+            TrainStep(step_network, optimizer, config.speed, pipeline.device), config.batch_size
+        )
+        if config.speed.cuda_graph
+        else None
+    )
     history: list[EpochMetrics] = []
     for epoch in range(1, config.max_epochs + 1):
         started = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
         train_loss, train_accuracy = _train_epoch(
-            step_network, optimizer, pipeline, config, generator
+            step_network, optimizer, pipeline, config, generator, runner
         )
         test_loss, test_accuracy, test_top5 = evaluate(step_network, pipeline, config.speed)
         if scheduler is not None:
@@ -117,32 +125,69 @@ def train(
     return network, history
 
 
+class TrainStep:
+    """One SGD step on one batch, adding the batch's loss and hits to the epoch's sums.
+
+    The sums stay on the device (one host synchronisation per epoch, not one per batch) and are
+    updated in place, so that a CUDA graph that captured this step keeps writing to them.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        speed: SpeedOptions,
+        device: torch.device,
+    ) -> None:
+        self.network = network
+        self.optimizer = optimizer
+        self.speed = speed
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.speed):
+            logits = self.network(_layout(images, self.speed))
+            loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * labels.shape[0]
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+
+
 def _train_epoch(
     network: nn.Module,
     optimizer: torch.optim.Optimizer,
     pipeline: DevicePipeline,
     config: TrainConfig,
     generator: torch.Generator,
+    runner: GraphedSteps | None = None,
 ) -> tuple[float, float]:
     network.train()
-    # Sums stay on the device: one host synchronisation per epoch, not one per batch.
-    loss_sum = torch.zeros((), device=pipeline.device)
-    correct = torch.zeros((), device=pipeline.device, dtype=torch.int64)
+    step = (
+        runner.step
+        if runner is not None
+        else TrainStep(network, optimizer, config.speed, pipeline.device)
+    )
+    step.loss_sum.zero_()
+    step.correct.zero_()
+    if runner is not None:
+        runner.start_epoch()
+    run = runner or step
     for images, labels in pipeline.train_batches(config.batch_size, generator):
-        with _autocast(pipeline.device, config.speed):
-            logits = network(_layout(images, config.speed))
-            loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * labels.shape[0]
-        correct += (logits.detach().argmax(dim=1) == labels).sum()
+        run(images, labels)
     count = pipeline.train_size
-    return loss_sum.item() / count, correct.item() / count
+    return step.loss_sum.item() / count, step.correct.item() / count
 
 
 def _autocast(device: torch.device, speed: SpeedOptions) -> torch.autocast:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=speed.bf16)
+    # No autocast weight cache: a CUDA graph must not capture a cache that is cleared between
+    # steps, and the network is too small for the cache to matter.
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=speed.bf16, cache_enabled=False
+    )
 
 
 def _layout(images: torch.Tensor, speed: SpeedOptions) -> torch.Tensor:

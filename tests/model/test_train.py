@@ -8,6 +8,7 @@ from model.datasets import augment_spec, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions, parse_speed
+from model.step_graph import GraphedSteps
 from model.train import EpochMetrics, TrainConfig, best_epoch, train
 
 
@@ -112,3 +113,37 @@ def test_speed_option_parsing() -> None:
     assert parse_speed("bf16, compile", cpu) == SpeedOptions(bf16=True, compile=True)
     with pytest.raises(ValueError, match="unknown fast path 'fp8'"):
         parse_speed("fp8", cpu)
+
+
+@pytest.mark.parametrize("batch_size", [32, 48])  # 128 images: no partial batch / a partial one
+def test_graphed_steps_train_exactly_like_plain_steps_on_cpu(batch_size: int) -> None:
+    """The CUDA-graph runner's logic (warm-up, static buffers, a capture per epoch, eager last
+    batch) with the CPU stand-in for capture: bit-for-bit the plain loop."""
+    _, plain = train(_config(batch_size=batch_size, max_epochs=3), _pipeline(), 10)
+    _, graphed = train(
+        _config(batch_size=batch_size, max_epochs=3, speed=SpeedOptions(cuda_graph=True)),
+        _pipeline(),
+        10,
+    )
+    assert [m.train_loss for m in graphed] == [m.train_loss for m in plain]
+    assert [m.test_loss for m in graphed] == [m.test_loss for m in plain]
+
+
+def test_graphed_steps_capture_once_per_epoch_after_warm_up() -> None:
+    calls: list[int] = []
+
+    class Recorder:
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.int64)
+        device = torch.device("cpu")
+
+        def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+            calls.append(int(images.shape[0]))
+
+    runner = GraphedSteps(Recorder(), batch_size=4)
+    for _epoch in range(2):
+        runner.start_epoch()
+        for size in (4, 4, 4, 4, 4, 2):
+            runner(torch.zeros(size, 1), torch.zeros(size))
+    assert calls == [4, 4, 4, 4, 4, 2] * 2  # every batch once: warm-ups are real steps
+    assert runner.captures == 2
