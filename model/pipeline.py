@@ -103,11 +103,12 @@ class DevicePipeline:
             yield self._normalize(images), self.train_labels[index]
 
     def _gather_augmented(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Pick, crop and flip a batch in one gather from the flat uint8 dataset.
+        """Pick, crop and flip a batch with two gathers.
 
         Each image gets its own offset in [0, H - crop] × [0, W - crop] and, if flips are on, a
         coin toss; a flip reverses the order of the columns it reads. The source pixel of every
-        output pixel is computed as one flat index, so the whole batch is one `take`.
+        output pixel is one flat index per image, shared by its channels (an expanded view, so
+        the index is never materialised per channel).
         """
         spec = self.augment
         assert spec is not None
@@ -125,9 +126,9 @@ class DevicePipeline:
             column_steps = steps.expand(n, spec.crop)
         cols = draws[1][:, None] + column_steps  # n × crop
         pixels = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, -1)
-        planes = torch.arange(channels, device=self.device).view(1, channels, 1) * (height * width)
-        flat = index.view(n, 1, 1) * (channels * height * width) + planes + pixels
-        return self.train_images.view(-1).take(flat).view(n, channels, spec.crop, spec.crop)
+        picked = self.train_images[index].view(n, channels, height * width)
+        cropped = picked.gather(2, pixels.expand(n, channels, spec.crop * spec.crop))
+        return cropped.view(n, channels, spec.crop, spec.crop)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.test_labels.shape[0], batch_size):

@@ -108,9 +108,10 @@ def test_fast_paths_on_cuda_train_like_plain_cuda(speed: SpeedOptions) -> None:
     _, fast = train(_config(max_epochs=4, speed=speed), _pipeline("cuda"), 10)
     assert all(m.finite for m in fast)
     for a, b in zip(plain, fast, strict=True):
-        # Same data order; dropout draws and rounding may differ.
-        assert abs(a.test_accuracy - b.test_accuracy) <= 0.05
+        # Same data order; dropout draws and rounding differ, and one test image is 0.8%.
+        assert abs(a.test_accuracy - b.test_accuracy) <= 0.1
         assert math.isclose(a.train_loss, b.train_loss, rel_tol=0.1, abs_tol=0.02)
+    assert abs(plain[-1].test_accuracy - fast[-1].test_accuracy) <= 0.03
 
 
 @cuda
