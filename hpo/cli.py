@@ -18,6 +18,7 @@ from model.presets import DEFAULT_PRESET, PRESETS
 from storage import StorageError, resolve_storage_url
 
 EXIT_USAGE = 2
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, as a process killed by it would report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="CUDA fast paths: auto (measured defaults), none, or a comma list of "
         "bf16, channels_last, compile, cudnn_benchmark",
+    )
+    worker.add_argument(
+        "--checkpoint-dir",
+        help="folder for per-epoch checkpoints, shared by all workers of the study "
+        "(default: $HPO_CHECKPOINT_DIR, else ./checkpoints)",
+    )
+    worker.add_argument(
+        "--heartbeat",
+        type=_positive_int,
+        default=10,
+        help="seconds between heartbeats of the running trial",
+    )
+    worker.add_argument(
+        "--grace",
+        type=_positive_int,
+        default=60,
+        help="seconds without a heartbeat after which a trial is retried",
     )
     worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
     worker.add_argument(

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 import optuna
 import torch
 
+from hpo.checkpoints import CheckpointStore, lineage
 from hpo.config import StudyConfig
+from hpo.preemption import Preemption
 from hpo.search_space import suggest
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions
-from model.train import EpochMetrics, TrainConfig, train
+from model.train import EpochMetrics, TrainConfig, Training
 
 CURVE_KEYS = (
     "train_loss",
@@ -86,7 +88,12 @@ def _json_float(value: float) -> float | None:
 
 
 class Objective:
-    """Callable objective for `study.optimize`, holding the device data across trials."""
+    """Callable objective for `study.optimize`, holding the device data across trials.
+
+    With a checkpoint store, the state after every epoch is saved, and a trial that retries an
+    interrupted one resumes from the interrupted one's last epoch: its earlier epochs are
+    reported again from the checkpoint, then training goes on from where it stopped.
+    """
 
     def __init__(
         self,
@@ -94,11 +101,15 @@ class Objective:
         pipeline: DevicePipeline,
         num_classes: int,
         speed: SpeedOptions = PLAIN,
+        checkpoints: CheckpointStore | None = None,
+        preemption: Preemption | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.num_classes = num_classes
         self.speed = speed
+        self.checkpoints = checkpoints
+        self.preemption = preemption or Preemption()
         self.last_trial_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -113,18 +124,44 @@ class Objective:
             seed=self.config.seed,
             speed=self.speed,
         )
+        study_name = trial.study.study_name
+        key = lineage(trial.number, trial.storage.get_trial_system_attrs(trial._trial_id))
+        resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         trial.set_user_attr("device", str(self.pipeline.device))
         trial.set_user_attr("speed", self.speed.names())
         book = EpochBook(trial, self.config.patience, self.config.epochs)
+        stopped = False
+        if resume is not None:
+            trial.set_user_attr("resumed_from_epoch", resume.epoch)
+            stopped = any(book.on_epoch(metrics) for metrics in resume.history)
         try:
-            train(train_config, self.pipeline, self.num_classes, on_epoch=book.on_epoch)
+            if not stopped:
+                self._train(
+                    Training(train_config, self.pipeline, self.num_classes, resume),
+                    book,
+                    study_name,
+                    key,
+                )
         except torch.OutOfMemoryError:
             book.stop_reason = "oom"
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        for key, value in book.user_attrs().items():
-            trial.set_user_attr(key, value)
+        for name, value in book.user_attrs().items():
+            trial.set_user_attr(name, value)
+        if self.checkpoints is not None:
+            self.checkpoints.remove(study_name, key)
         if book.stop_reason in ("diverged", "pruned", "oom") or book.best is None:
             raise optuna.TrialPruned(f"{book.stop_reason} at epoch {book.epochs_run}")
         return book.best.test_loss
+
+    def _train(self, run: Training, book: EpochBook, study_name: str, key: int) -> None:
+        epochs = run.epochs()
+        while True:
+            with self.preemption.interruptible():
+                metrics = next(epochs, None)
+            if metrics is None or book.on_epoch(metrics):
+                return
+            if self.checkpoints is not None:
+                self.checkpoints.save(study_name, key, run.state())
+            self.preemption.check()

@@ -1,9 +1,15 @@
 """Creating a study once, and opening it in a worker with the sampler and pruner it was made for.
 
-A grid study is a work queue: creation enqueues every grid point as a WAITING trial, and a worker
-takes only queued trials (`WorkQueueStudy.ask`), so no grid point is sampled twice by a sampler
-that cannot see the other workers. A TPE study takes queued trials (retries) first, then samples
-new ones while its budget lasts.
+Every study is a work queue of WAITING trials, made at creation, and a worker only ever takes a
+queued trial (`WorkQueueStudy.ask`); it never creates one. The storage hands each queued trial to
+exactly one worker (an atomic WAITING → RUNNING update under a row lock on PostgreSQL and MySQL),
+so however many workers share the study:
+- a grid study queues each grid point once: no point runs twice, as it would with Optuna's
+  `GridSampler` in several workers;
+- a TPE study queues `n_trials` empty trials: the budget can never be overrun, and TPE samples
+  each trial's parameters when a worker takes it, seeing every trial finished or running by then.
+A failed or interrupted trial is queued again with the same parameters (Optuna's retry callback),
+so nothing is lost and nothing counts twice.
 """
 
 from __future__ import annotations
@@ -40,31 +46,14 @@ class WorkQueueStudy(optuna.Study):
         self.config = config
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
-        # Optuna's ask pops a WAITING trial or, failing that, creates a new one. The pop is an
-        # atomic WAITING → RUNNING update in the storage, so handing out queued trials is
-        # exactly-once; creating one is where duplicates and budget overruns would come from.
         self._thread_local.cached_all_trials = None
         trial_id = self._pop_waiting_trial_id()
         if trial_id is None:
-            if self.config.sampler == "grid" or budget_used(self) >= (self.config.n_trials or 0):
-                raise NoWorkLeft()
-            trial_id = self._storage.create_new_trial(self._study_id)
+            raise NoWorkLeft()
         trial = optuna.Trial(self, trial_id)
         for name, distribution in (fixed_distributions or {}).items():
             trial._suggest(name, distribution)
         return trial
-
-
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count against a TPE budget: all but queued ones and failures already retried."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
-    return sum(
-        1
-        for t in trials
-        if t.state != TrialState.WAITING
-        and not (t.state == TrialState.FAIL and t.number in retried)
-    )
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -77,8 +66,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
-    """Create the study; True if created, False if it already existed with the same config."""
-    existing = _stored_config(storage, name)
+    """Create the study and its queue; True if created, False if it was there with this config.
+
+    The config is stored last, once the queue is complete, so an interrupted creation is finished
+    by running the same command again.
+    """
+    existing = _stored_config(storage, name, missing_ok=True)
     if existing is not None:
         if existing != config:
             changed = ", ".join(
@@ -88,17 +81,24 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
             )
             raise UsageError(f"study {name!r} already exists with other settings: {changed}")
         return False
-    try:
-        study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
-    except optuna.exceptions.DuplicatedStudyError:
-        raise UsageError(
-            f"study {name!r} exists but was not made by hpo; pick another name"
-        ) from None
-    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="minimize", load_if_exists=True
+    )
+    queued = study.get_trials(deepcopy=False)
     if config.sampler == "grid":
+        present = {_point_key(t.system_attrs.get("fixed_params", t.params)) for t in queued}
         for point in grid_points(config.preset):
-            study.enqueue_trial(point, skip_if_exists=False)
+            if _point_key(point) not in present:
+                study.enqueue_trial(point, skip_if_exists=False)
+    else:
+        for _ in range(len(queued), config.n_trials or 0):
+            study.enqueue_trial({}, skip_if_exists=False)
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
     return True
+
+
+def _point_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
 
 
 def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) -> WorkQueueStudy:
@@ -122,14 +122,21 @@ def load_config(storage: RDBStorage, name: str) -> StudyConfig:
     return config
 
 
-def _stored_config(storage: RDBStorage, name: str) -> StudyConfig | None:
+def _stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> StudyConfig | None:
+    """The study's config; None if there is no such study (or, with `missing_ok`, no config yet:
+    a creation that did not finish)."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return None
     stored = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
     if stored is None:
-        raise UsageError(f"study {name!r} was not made by hpo (no {CONFIG_ATTR} attribute)")
+        if missing_ok:
+            return None
+        raise UsageError(
+            f"study {name!r} has no hpo settings: it was not made by hpo, or its creation was "
+            "interrupted (run the same hpo create again)"
+        )
     return StudyConfig.from_dict(stored)
 
 

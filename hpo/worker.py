@@ -1,24 +1,44 @@
-"""A worker: join a study, take trials until there are none left, print a line per trial."""
+"""A worker: join a study, take queued trials until none are left, print a line per trial.
+
+Failure handling, so that no worker ever leaves the study in a state the next one cannot carry on
+from:
+- a trial whose worker died (SIGKILL, power loss) stops sending heartbeats; after the grace
+  period any worker marks it FAIL and queues it again, and the worker that takes it resumes from
+  its last checkpoint;
+- SIGTERM: the trial is handed back (queued again) at once and the worker exits 143;
+- an exception in a trial: the trial is queued again (at most MAX_RETRIES times) and the worker
+  goes on; it gives up after several failures in a row;
+- a trial that another worker took over (its heartbeat looked stale) is left to that worker;
+- a database outage: storage calls wait for it to come back (storage.resilient).
+A worker whose queue is empty waits while other workers' trials run, since a dead one's trial may
+come back to the queue, and exits when the study has nothing queued or running.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.checkpoints import CHECKPOINT_ENV, DEFAULT_CHECKPOINT_DIR, CheckpointStore
 from hpo.data import study_data, study_pipeline
 from hpo.device import resolve_device
 from hpo.errors import UsageError
 from hpo.objective import Objective
+from hpo.preemption import Preempted, Preemption
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study
 from hpo.text import describe_trial
 from model.speed import parse_speed
 from storage import open_storage
+from storage.sqlite_lock import one_worker_per_sqlite_file
 
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 
@@ -27,14 +47,23 @@ class WorkerFailed(Exception):
     """The worker stopped because trials kept failing; the message says why."""
 
 
+class WorkerPreempted(Exception):
+    """SIGTERM: the running trial was handed back; the message says which."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     storage_url: str
     study_name: str
     device: str = "auto"
-    max_trials: int | None = None  # this worker's own limit; the study's budget applies too
+    max_trials: int | None = None  # this worker's own limit; the study's queue applies too
     sampler_seed: int | None = None
     speed: str = "auto"  # see model.speed.parse_speed
+    checkpoint_dir: str | None = None  # default: $HPO_CHECKPOINT_DIR, else ./checkpoints
+    heartbeat_s: int = 10
+    grace_s: int = 60  # a trial without a heartbeat for this long is taken to be dead
+    outage_s: float = 600.0  # how long to wait for an unavailable database
+    poll_s: float = 5.0  # how often an idle worker looks for trials to come back
     max_consecutive_failures: int = 3
 
 
@@ -49,8 +78,27 @@ class WorkerSummary:
 
 
 def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> WorkerSummary:
-    storage = open_storage(options.storage_url)
-    study = open_study(storage, options.study_name, options.sampler_seed)
+    if options.grace_s <= options.heartbeat_s:
+        raise UsageError("--grace must be longer than --heartbeat")
+    preemption = Preemption()
+    with preemption.installed(), one_worker_per_sqlite_file(options.storage_url):
+        storage = open_storage(
+            options.storage_url,
+            heartbeat_interval=options.heartbeat_s,
+            grace_period=options.grace_s,
+            stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            outage_s=options.outage_s,
+        )
+        study = open_study(storage, options.study_name, options.sampler_seed)
+        return _work(study, options, preemption, say)
+
+
+def _work(
+    study: WorkQueueStudy,
+    options: WorkerOptions,
+    preemption: Preemption,
+    say: Callable[[str], None],
+) -> WorkerSummary:
     config = study.config
     device = resolve_device(options.device)
     try:
@@ -59,11 +107,15 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
         raise UsageError(f"--speed: {error}") from None
     data = study_data(config)
     pipeline = study_pipeline(config, data, device)
-    objective = Objective(config, pipeline, data.num_classes, speed)
+    checkpoints = CheckpointStore(
+        options.checkpoint_dir or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+    )
+    objective = Objective(config, pipeline, data.num_classes, speed, checkpoints, preemption)
     say(
-        f"worker: study {options.study_name!r} ({config.sampler}, {config.dataset}, "
-        f"preset {config.preset}) on {device} [{', '.join(speed.names()) or 'plain fp32'}], "
-        f"{pipeline.train_size} training images"
+        f"worker {os.getpid()}: study {options.study_name!r} ({config.sampler}, "
+        f"{config.dataset}, preset {config.preset}) on {device} "
+        f"[{', '.join(speed.names()) or 'plain fp32'}], {pipeline.train_size} training images, "
+        f"checkpoints in {Path(checkpoints.root).resolve()}"
     )
     states: Counter[str] = Counter()
     failures_in_a_row = 0
@@ -74,15 +126,30 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
         say(describe_trial(trial, best_trial(study)))
 
     while options.max_trials is None or states.total() < options.max_trials:
+        objective.last_trial_number = None
         try:
             study.optimize(objective, n_trials=1, catch=(), callbacks=[on_trial_done])
             failures_in_a_row = 0
         except NoWorkLeft:
-            break
-        except (Exception, KeyboardInterrupt) as error:
-            _requeue_failed(study, objective.last_trial_number)
-            if isinstance(error, KeyboardInterrupt):
-                raise
+            if not _others_running(study):
+                break
+            with preemption.interruptible():
+                time.sleep(options.poll_s)
+            fail_stale_trials(study)  # queues again the trials of workers that died
+        except Preempted:
+            number = objective.last_trial_number
+            _requeue(study, number)
+            raise WorkerPreempted(
+                "SIGTERM: stopped" + (f"; trial {number} handed back" if number is not None else "")
+            ) from None
+        except KeyboardInterrupt:
+            _requeue(study, objective.last_trial_number)
+            raise
+        except UpdateFinishedTrialError:
+            # Our heartbeat looked stale to another worker, which failed and queued our trial.
+            say(f"trial {objective.last_trial_number} was taken over by another worker; moving on")
+        except Exception as error:
+            _requeue(study, objective.last_trial_number)
             states["FAIL"] += 1
             failures_in_a_row += 1
             say(f"trial {objective.last_trial_number} failed: {type(error).__name__}: {error}")
@@ -94,14 +161,21 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
     return WorkerSummary(states, time.perf_counter() - started)
 
 
-def _requeue_failed(study: WorkQueueStudy, number: int | None) -> None:
+def _others_running(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _requeue(study: WorkQueueStudy, number: int | None) -> None:
     """Queue a failed trial's parameters again so the grid point or budget slot is not lost."""
     if number is None:
         return
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.RUNNING:
-        # Interrupted before Optuna recorded the failure (Ctrl-C during bookkeeping).
-        study.tell(number, state=TrialState.FAIL)
+        # Interrupted before Optuna recorded the failure.
+        try:
+            study.tell(number, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return  # another worker finished it (and queued it again) meanwhile
         trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)

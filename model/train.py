@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +70,126 @@ def build_network(
     return network.to(pipeline.device)
 
 
+@dataclass
+class TrainState:
+    """Everything needed to continue training after `history[-1].epoch` as if never stopped."""
+
+    history: list[EpochMetrics]
+    network: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    cpu_rng: torch.Tensor  # dropout and init on the CPU
+    data_rng: torch.Tensor  # shuffling, crops and flips
+    cuda_rng: torch.Tensor | None = None  # dropout on CUDA
+
+    @property
+    def epoch(self) -> int:
+        return self.history[-1].epoch if self.history else 0
+
+
+class Training:
+    """One training run, epoch by epoch: iterate `epochs()`, stop whenever, snapshot `state()`.
+
+    Built fresh, or from a `TrainState` to continue a run that was interrupted; either way the
+    epochs that follow are the same, to the last bit on the CPU.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        pipeline: DevicePipeline,
+        num_classes: int,
+        resume: TrainState | None = None,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        device = pipeline.device
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        network = build_network(config, pipeline, int(pipeline.test_images.shape[1]), num_classes)
+        if config.speed.channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        self.network = network
+        torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
+        # The compiled module shares its parameters with `network`, which is what is saved.
+        self._step_network = torch.compile(network) if config.speed.compile else network
+        self.optimizer = torch.optim.SGD(
+            network.parameters(), lr=config.learning_rate, momentum=config.preset.momentum
+        )
+        self.scheduler = (
+            torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.preset.lr_gamma)
+            if config.preset.lr_gamma is not None
+            else None
+        )
+        self.history: list[EpochMetrics] = []
+        if resume is not None:
+            self._restore(resume)
+        self._step = TrainStep(self._step_network, self.optimizer, config.speed, device)
+        self._runner = (
+            GraphedSteps(self._step, config.batch_size) if config.speed.cuda_graph else None
+        )
+
+    def epochs(self) -> Iterator[EpochMetrics]:
+        """Train the remaining epochs, yielding each one's metrics as it ends."""
+        for epoch in range(len(self.history) + 1, self.config.max_epochs + 1):
+            started = time.perf_counter()
+            learning_rate = self.optimizer.param_groups[0]["lr"]
+            train_loss, train_accuracy = _train_epoch(
+                self.network, self.pipeline, self.config, self.generator, self._step, self._runner
+            )
+            test_loss, test_accuracy, test_top5 = evaluate(
+                self._step_network, self.pipeline, self.config.speed
+            )
+            if self.scheduler is not None:
+                self.scheduler.step()
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_accuracy=train_accuracy,
+                test_loss=test_loss,
+                test_accuracy=test_accuracy,
+                test_top5=test_top5,
+                learning_rate=learning_rate,
+                seconds=time.perf_counter() - started,
+            )
+            self.history.append(metrics)
+            yield metrics
+
+    def state(self) -> TrainState:
+        """A copy of the run's state on the CPU (safe to write while training goes on)."""
+        cuda = self.pipeline.device.type == "cuda"
+        return TrainState(
+            history=list(self.history),
+            network=_to_cpu(self.network.state_dict()),
+            optimizer=_to_cpu(self.optimizer.state_dict()),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            cpu_rng=torch.get_rng_state(),
+            data_rng=self.generator.get_state(),
+            cuda_rng=torch.cuda.get_rng_state(self.pipeline.device) if cuda else None,
+        )
+
+    def _restore(self, state: TrainState) -> None:
+        self.network.load_state_dict(state.network)
+        self.optimizer.load_state_dict(state.optimizer)
+        if self.scheduler is not None and state.scheduler is not None:
+            self.scheduler.load_state_dict(state.scheduler)
+        torch.set_rng_state(state.cpu_rng)
+        self.generator.set_state(state.data_rng)
+        if state.cuda_rng is not None and self.pipeline.device.type == "cuda":
+            torch.cuda.set_rng_state(state.cuda_rng, self.pipeline.device)
+        self.history = list(state.history)
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(item) for item in value]
+    return value
+
+
 def train(
     config: TrainConfig,
     pipeline: DevicePipeline,
@@ -76,53 +197,11 @@ def train(
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, list[EpochMetrics]]:
     """Train from scratch; returns the network after the last epoch and every epoch's metrics."""
-    torch.manual_seed(config.seed)
-    generator = torch.Generator(device=pipeline.device).manual_seed(config.seed)
-    network = build_network(config, pipeline, int(pipeline.test_images.shape[1]), num_classes)
-    if config.speed.channels_last:
-        network = network.to(memory_format=torch.channels_last)
-    torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
-    # The compiled module shares its parameters with `network`, which is what gets returned.
-    step_network = torch.compile(network) if config.speed.compile else network
-    optimizer = torch.optim.SGD(
-        network.parameters(), lr=config.learning_rate, momentum=config.preset.momentum
-    )
-    scheduler = (
-        torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.preset.lr_gamma)
-        if config.preset.lr_gamma is not None
-        else None
-    )
-    runner = (
-        GraphedSteps(
-            TrainStep(step_network, optimizer, config.speed, pipeline.device), config.batch_size
-        )
-        if config.speed.cuda_graph
-        else None
-    )
-    history: list[EpochMetrics] = []
-    for epoch in range(1, config.max_epochs + 1):
-        started = time.perf_counter()
-        learning_rate = optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy = _train_epoch(
-            step_network, optimizer, pipeline, config, generator, runner
-        )
-        test_loss, test_accuracy, test_top5 = evaluate(step_network, pipeline, config.speed)
-        if scheduler is not None:
-            scheduler.step()
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_accuracy=train_accuracy,
-            test_loss=test_loss,
-            test_accuracy=test_accuracy,
-            test_top5=test_top5,
-            learning_rate=learning_rate,
-            seconds=time.perf_counter() - started,
-        )
-        history.append(metrics)
+    run = Training(config, pipeline, num_classes)
+    for metrics in run.epochs():
         if on_epoch is not None and on_epoch(metrics):
             break
-    return network, history
+    return run.network, run.history
 
 
 class TrainStep:
@@ -159,18 +238,13 @@ class TrainStep:
 
 def _train_epoch(
     network: nn.Module,
-    optimizer: torch.optim.Optimizer,
     pipeline: DevicePipeline,
     config: TrainConfig,
     generator: torch.Generator,
+    step: TrainStep,
     runner: GraphedSteps | None = None,
 ) -> tuple[float, float]:
     network.train()
-    step = (
-        runner.step
-        if runner is not None
-        else TrainStep(network, optimizer, config.speed, pipeline.device)
-    )
     step.loss_sum.zero_()
     step.correct.zero_()
     if runner is not None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 
 from storage.errors import StorageError
+from storage.resilient import ResilientRDBStorage
 from storage.urls import StorageURL, parse_storage_url
+
+StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def open_storage(
@@ -15,23 +22,28 @@ def open_storage(
     create: bool = False,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
+    stale_trial_callback: StaleTrialCallback | None = None,
+    outage_s: float | None = None,
 ) -> RDBStorage:
     """Open the study database at `url_text`.
 
     With `create=False` nothing is written: a missing SQLite file or a database without Optuna's
     tables is an error rather than a new empty database. With `create=True` the tables are made
-    when missing (the SQLite file's folder must exist).
+    when missing (the SQLite file's folder must exist). With `outage_s`, storage calls wait up to
+    that long for an unavailable database to come back (`storage.resilient`).
     """
     url = parse_storage_url(url_text)
     _check_sqlite_file(url, create)
     if not create:
         _check_has_tables(url)
+    storage_class = RDBStorage if outage_s is None else ResilientRDBStorage
     try:
-        return RDBStorage(
+        storage = storage_class(
             url.secret(),
             engine_kwargs=url.engine_kwargs(),
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
             skip_table_creation=not create,
         )
     except sqlalchemy.exc.SQLAlchemyError as error:
@@ -40,6 +52,9 @@ def open_storage(
         # Optuna's schema check: the database was set up by another Optuna version.
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StorageError(f"{url.render()}: {first_line}") from None
+    if isinstance(storage, ResilientRDBStorage) and outage_s is not None:
+        storage.outage_s = outage_s
+    return storage
 
 
 def _check_sqlite_file(url: StorageURL, create: bool) -> None:

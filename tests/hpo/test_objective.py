@@ -10,7 +10,7 @@ from hpo.config import StudyConfig
 from hpo.data import study_data, study_pipeline
 from hpo.objective import EpochBook, Objective
 from hpo.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
-from model.train import EpochMetrics
+from model.train import EpochMetrics, Training
 
 
 def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
@@ -120,11 +120,19 @@ def test_a_diverging_trial_is_pruned_and_never_best() -> None:
 def test_out_of_memory_ends_the_trial_as_oom(monkeypatch) -> None:
     study, objective = _objective("grid", epochs=3, patience=2)
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 512, "p_dropout": 0.5})
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
+    real_epochs = Training.epochs
+    calls = []
 
-    def no_memory(*_args, **_kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+    def out_of_memory_once(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        yield from real_epochs(self)
 
-    monkeypatch.setattr("hpo.objective.train", no_memory)
-    study.optimize(objective, n_trials=1)
-    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
-    assert study.trials[0].user_attrs["stop_reason"] == "oom"
+    monkeypatch.setattr(Training, "epochs", out_of_memory_once)
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.PRUNED
+    assert first.user_attrs["stop_reason"] == "oom"
+    assert second.state == optuna.trial.TrialState.COMPLETE  # the worker went on

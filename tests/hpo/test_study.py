@@ -5,7 +5,7 @@ from optuna.trial import TrialState
 from hpo.config import CONFIG_ATTR, StudyConfig
 from hpo.errors import UsageError
 from hpo.search_space import grid_points
-from hpo.study import NoWorkLeft, budget_used, create_study, open_study
+from hpo.study import NoWorkLeft, create_study, open_study
 from storage import open_storage
 
 
@@ -28,7 +28,7 @@ def test_create_is_idempotent_and_refuses_other_settings(storage) -> None:
     config = StudyConfig(sampler="tpe", n_trials=5, dataset="digits")
     assert create_study(storage, "s", config)
     assert not create_study(storage, "s", config)
-    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 0
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 5  # the 5 slots
     with pytest.raises(UsageError, match=r"other settings: epochs: 20 \(stored 150\)"):
         create_study(
             storage, "s", StudyConfig(sampler="tpe", n_trials=5, dataset="digits", epochs=20)
@@ -54,19 +54,37 @@ def test_grid_study_hands_out_queued_trials_only(storage) -> None:
     assert len(study.trials) == 16
 
 
-def test_tpe_budget_counts_started_trials_and_not_retried_failures(storage) -> None:
+def test_tpe_budget_is_a_queue_of_n_trials_and_retries_do_not_count(storage) -> None:
     create_study(storage, "t", StudyConfig(sampler="tpe", n_trials=3, dataset="synthetic"))
     study = open_study(storage, "t", sampler_seed=1)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 3
     first = study.ask()
-    first.suggest_float("x", 0, 1)
+    first.suggest_float("x", 0, 1)  # TPE samples when the trial is taken
     study.tell(first, state=TrialState.FAIL)
     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[0])
-    assert budget_used(study) == 0  # the failure was queued again: it does not count twice
-    for _ in range(3):
-        study.tell(study.ask(), 1.0)
-    assert budget_used(study) == 3
-    with pytest.raises(NoWorkLeft):
-        study.ask()
+    done = 0
+    while True:
+        try:
+            trial = study.ask()
+        except NoWorkLeft:
+            break
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, 1.0)
+        done += 1
+    assert done == 3  # two fresh slots and the retry of the failed one
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_an_interrupted_creation_is_finished_by_the_same_command(storage) -> None:
+    study = optuna.create_study(storage=storage, study_name="half")
+    for point in grid_points("batchnorm")[:50]:  # creation died after 50 points
+        study.enqueue_trial(point)
+    with pytest.raises(UsageError, match="creation was interrupted"):
+        open_study(storage, "half")
+    assert create_study(storage, "half", StudyConfig(dataset="synthetic"))
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    assert len(queued) == 128
+    assert len({tuple(sorted(t.system_attrs["fixed_params"].items())) for t in queued}) == 128
 
 
 def test_unknown_study_lists_the_known_ones(storage) -> None:

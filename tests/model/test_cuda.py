@@ -12,7 +12,7 @@ from model.datasets import augment_spec, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions, default_speed
-from model.train import TrainConfig, _train_epoch, train
+from model.train import TrainConfig, TrainStep, _train_epoch, train
 
 cuda = pytest.mark.cuda
 
@@ -52,8 +52,9 @@ def test_one_host_sync_per_epoch_on_cpu(monkeypatch) -> None:
     config = _config()
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 10))
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+    step = TrainStep(network, optimizer, config.speed, torch.device("cpu"))
     calls = _count_items(monkeypatch)
-    _train_epoch(network, optimizer, pipeline, config, torch.Generator().manual_seed(0))
+    _train_epoch(network, pipeline, config, torch.Generator().manual_seed(0), step)
     assert len(calls) == 2
 
 
@@ -63,13 +64,14 @@ def test_no_host_sync_inside_a_cuda_epoch() -> None:
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 10)).cuda()
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator(device="cuda").manual_seed(0)
-    _train_epoch(network, optimizer, pipeline, _config(), generator)  # warm-up
+    step = TrainStep(network, optimizer, _config().speed, torch.device("cuda"))
+    _train_epoch(network, pipeline, _config(), generator, step)  # warm-up
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            _train_epoch(network, optimizer, pipeline, _config(), generator)
+            _train_epoch(network, pipeline, _config(), generator, step)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
@@ -129,16 +131,18 @@ def test_real_cuda_out_of_memory_is_released(monkeypatch) -> None:
     study = optuna.create_study(pruner=build_pruner("none", 2, 2))
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 512, "p_dropout": 0.5})
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
-    real_train = objective.__call__.__globals__["train"]
+    from model.train import Training
+
+    real_epochs = Training.epochs
     calls = []
 
-    def too_big(*args, **kwargs):
+    def too_big(self):
         calls.append(1)
         if len(calls) == 1:
             torch.empty(1 << 45, dtype=torch.uint8, device="cuda")  # 32 TiB: a real CUDA OOM
-        return real_train(*args, **kwargs)
+        yield from real_epochs(self)
 
-    monkeypatch.setattr("hpo.objective.train", too_big)
+    monkeypatch.setattr(Training, "epochs", too_big)
     study.optimize(objective, n_trials=2)
     first, second = study.trials
     assert first.user_attrs["stop_reason"] == "oom"

@@ -1,0 +1,60 @@
+"""Per-epoch checkpoints of running trials, so that a trial interrupted anywhere resumes.
+
+A trial's checkpoint is keyed by its lineage: the number of the first trial of a chain of retries
+(Optuna's retry callbacks copy it into `failed_trial`), so the trial that retries a dead one finds
+the dead one's checkpoint. Files are written whole or not at all (temporary file, then rename), in
+a folder every worker of the study can reach (a shared volume for many machines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import uuid
+from pathlib import Path
+
+import torch
+
+from model.train import EpochMetrics, TrainState
+
+CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+
+
+def lineage(trial_number: int, system_attrs: dict[str, object]) -> int:
+    root = system_attrs.get("failed_trial")
+    return int(root) if isinstance(root, int) else trial_number
+
+
+class CheckpointStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, study: str, key: int) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", study)
+        return self.root / safe / f"trial-{key}.pt"
+
+    def save(self, study: str, key: int, state: TrainState) -> None:
+        path = self.path(study, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = dataclasses.asdict(state)
+        payload["history"] = [m.as_dict() for m in state.history]
+        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        torch.save(payload, partial)
+        os.replace(partial, path)
+
+    def load(self, study: str, key: int) -> TrainState | None:
+        """The checkpoint, or None when there is none or it cannot be read (start over)."""
+        path = self.path(study, key)
+        if not path.is_file():
+            return None
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+            payload["history"] = [EpochMetrics(**m) for m in payload["history"]]
+            return TrainState(**payload)
+        except Exception:  # a torn or foreign file: starting over is always correct
+            return None
+
+    def remove(self, study: str, key: int) -> None:
+        self.path(study, key).unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""An RDB storage that waits out a database outage instead of failing the worker.
+
+A restarted or unreachable server makes every storage call raise; the heartbeat thread dies on
+the first such error and a trial's report fails. Here each call is retried with back-off for up to
+`outage_s` seconds; `pool_pre_ping` (storage.urls) replaces the dead connections. A retried write
+whose first attempt did commit is harmless for every call the worker makes (upserts), except a
+state change, which is accepted when the trial already holds the state it was being given.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+_log = logging.getLogger("hpo.storage")
+T = TypeVar("T")
+
+# Methods a worker calls; creation-time writes (enqueueing a study's grid) are not retried, so a
+# lost acknowledgement can never enqueue a point twice.
+_RETRIED = (
+    "get_study_id_from_name",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_study_directions",
+    "get_all_studies",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_trial_id_from_study_id_trial_number",
+    "get_best_trial",
+    "set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+_TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
+class ResilientRDBStorage(RDBStorage):
+    outage_s: float = 300.0
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        first = True
+
+        def attempt() -> bool:
+            nonlocal first
+            try:
+                return RDBStorage.set_trial_state_values(self, trial_id, state, values)
+            except UpdateFinishedTrialError:
+                # After a failed attempt, "already finished" may be our own earlier commit.
+                if not first and RDBStorage.get_trial(self, trial_id).state == state:
+                    return True
+                raise
+            finally:
+                first = False
+
+        return _with_retries(attempt, self.outage_s, "set_trial_state_values")
+
+
+def _with_retries(call: Callable[[], T], outage_s: float, name: str) -> T:
+    deadline = time.monotonic() + outage_s
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except _TRANSIENT as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            _log.warning(
+                "database unavailable during %s (%s); retrying in %.0f s",
+                name,
+                type(error).__name__,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def _retrying(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    @functools.wraps(method)
+    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return _with_retries(lambda: method(self, *args, **kwargs), self.outage_s, name)
+
+    return wrapper
+
+
+for _name in _RETRIED:
+    setattr(ResilientRDBStorage, _name, _retrying(_name))
