@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="seconds without a heartbeat after which a trial is retried",
     )
+    worker.add_argument(
+        "--poll",
+        type=float,
+        default=5.0,
+        help="seconds an idle worker waits between looks for trials to retry",
+    )
     worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
     worker.add_argument(
         "--sampler-seed",
@@ -121,7 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="TPE seed of this worker (default: random; give workers different ones)",
     )
 
-    command("status", "trials by state, the best so far, and running trials")
+    launch = command("launch", "start and supervise several local workers")
+    launch.add_argument("--gpus", help="comma list of GPU indices, e.g. 0,1,2,3")
+    launch.add_argument(
+        "--per-gpu",
+        type=_positive_int,
+        default=8,
+        help="workers per GPU (default 8: the best measured throughput)",
+    )
+    launch.add_argument("--cpu", type=_positive_int, help="run N CPU workers instead of GPUs")
+    launch.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        help="restarts of a crashed worker before giving up on it",
+    )
+    for flag, help_text in (
+        ("--checkpoint-dir", "passed on to each worker"),
+        ("--speed", "passed on to each worker"),
+        ("--heartbeat", "passed on to each worker"),
+        ("--grace", "passed on to each worker"),
+    ):
+        launch.add_argument(flag, help=help_text)
+
+    status = command("status", "trials by state, the best so far, and running trials")
+    status.add_argument(
+        "--grace",
+        type=_positive_int,
+        default=60,
+        help="a running trial without a heartbeat for this long is stale",
+    )
 
     export = command("export", "the best parameters and epoch")
     export.add_argument("--format", choices=("json", "yaml"), default="json")
@@ -164,14 +199,18 @@ def _run(args: argparse.Namespace) -> int:
         return _create(args, storage_url)
     if args.command == "worker":
         return _worker(args, storage_url)
+    if args.command == "launch":
+        return _launch(args, storage_url)
     from storage import open_storage
 
-    storage = open_storage(storage_url)
     if args.command == "status":
         from hpo.status import status_text
 
-        print(status_text(storage, args.study))
+        # Heartbeat settings let the stale check run; status itself sends none.
+        storage = open_storage(storage_url, heartbeat_interval=1, grace_period=args.grace)
+        print(status_text(storage, args.study, args.grace))
         return 0
+    storage = open_storage(storage_url)
     if args.command == "export":
         from hpo.export import best_export, render_export, write_text
 
@@ -208,22 +247,70 @@ def _create(args: argparse.Namespace, storage_url: str) -> int:
 
 
 def _worker(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.worker import WorkerFailed, WorkerOptions, run_worker
+    from hpo.worker import WorkerFailed, WorkerOptions, WorkerPreempted, run_worker
 
     options = WorkerOptions(
-        storage_url, args.study, args.device, args.max_trials, args.sampler_seed
+        storage_url,
+        args.study,
+        device=args.device,
+        max_trials=args.max_trials,
+        sampler_seed=args.sampler_seed,
+        speed=args.speed,
+        checkpoint_dir=args.checkpoint_dir,
+        heartbeat_s=args.heartbeat,
+        grace_s=args.grace,
+        poll_s=args.poll,
     )
     try:
         summary = run_worker(options)
     except WorkerFailed as error:
         print(f"error: worker stopped: {error}", file=sys.stderr)
         return 1
+    except WorkerPreempted as error:
+        print(f"worker preempted: {error}", file=sys.stderr)
+        return EXIT_PREEMPTED
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.states.items()))
     print(
         f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
         f"in {summary.seconds:.0f} s"
     )
     return 0
+
+
+def _launch(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.launcher import LaunchOptions, launch
+    from storage import open_storage
+
+    gpus: tuple[str, ...] = ()
+    if args.gpus:
+        gpus = tuple(g.strip() for g in args.gpus.split(",") if g.strip())
+        if not all(g.isdigit() for g in gpus):
+            raise UsageError(f"--gpus {args.gpus!r}: expected GPU indices such as 0,1,2")
+    elif not args.cpu:
+        import torch
+
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UsageError("no CUDA GPU on this machine: give --cpu N for CPU workers")
+        gpus = tuple(str(i) for i in range(count))
+    from hpo.study import load_config
+
+    load_config(open_storage(storage_url), args.study)  # fail here, not in every worker
+    passed = []
+    for name in ("checkpoint_dir", "speed", "heartbeat", "grace"):
+        value = getattr(args, name)
+        if value is not None:
+            passed += [f"--{name.replace('_', '-')}", str(value)]
+    options = LaunchOptions(
+        storage_url,
+        args.study,
+        gpus=gpus,
+        per_gpu=args.per_gpu,
+        cpu_workers=args.cpu or 0,
+        max_restarts=args.max_restarts,
+        worker_args=tuple(passed),
+    )
+    return launch(options)
 
 
 def _quiet_libraries() -> None:

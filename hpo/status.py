@@ -1,22 +1,25 @@
-"""`hpo status`: a study's trials by state, the best so far, and what is running now."""
+"""`hpo status`: a study's trials by state, the best so far, what runs now, and what recovered."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study import best_trial, load_config
 from hpo.text import format_params
+from storage.orphans import orphaned_trial_ids
 
 
-def status_text(storage: optuna.storages.BaseStorage, study_name: str) -> str:
+def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> str:
     config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state for t in trials)
-    reasons = Counter(t.user_attrs.get("stop_reason") for t in trials if t.state.is_finished())
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    reasons = Counter(str(t.user_attrs.get("stop_reason")) for t in trials if t.state in ended)
     budget = f"budget {config.n_trials} trials" if config.sampler == "tpe" else "grid"
     lines = [
         f"study {study_name!r}: {config.sampler} on {config.dataset}, preset {config.preset}, "
@@ -26,9 +29,16 @@ def status_text(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         + ", ".join(f"{states.get(s, 0)} {s.name.lower()}" for s in TrialState),
     ]
     if reasons:
+        lines.append("stop reasons: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    resumed = [t for t in trials if "resumed_from_epoch" in t.user_attrs]
+    stale = _stale_numbers(storage, study, trials, grace_s)
+    if retries or resumed or stale:
         lines.append(
-            "stop reasons: "
-            + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: str(kv[0])))
+            f"recovery: {len(retries)} retried (queued again after a failure), "
+            f"{len(resumed)} resumed from a checkpoint, {len(stale)} stale now "
+            f"(running without a heartbeat for over {grace_s:.0f} s"
+            + (f": trials {', '.join(map(str, stale))})" if stale else ")")
         )
     best = best_trial(study)
     if best is not None:
@@ -42,8 +52,28 @@ def status_text(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             epoch = max(trial.intermediate_values, default=0)
+            resumed_note = (
+                f", resumed at epoch {trial.user_attrs['resumed_from_epoch']}"
+                if "resumed_from_epoch" in trial.user_attrs
+                else ""
+            )
             lines.append(
-                f"running: trial {trial.number}, epoch {epoch} of {config.epochs}, "
-                f"{format_params(trial.params)}"
+                f"running: trial {trial.number}, epoch {epoch} of {config.epochs}"
+                f"{resumed_note}, {format_params(trial.params)}"
             )
     return "\n".join(lines)
+
+
+def _stale_numbers(
+    storage: RDBStorage, study: optuna.Study, trials: list[FrozenTrial], grace_s: float
+) -> list[int]:
+    """Running trials whose heartbeat is older than the grace period, or that never had one."""
+    running = {t._trial_id: t.number for t in trials if t.state == TrialState.RUNNING}
+    if not running:
+        return []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    stale_ids = set(orphaned_trial_ids(storage, study_id, grace_s))
+    if storage.get_heartbeat_interval() is not None:
+        # Optuna's own check, against the database server's clock.
+        stale_ids |= set(storage._get_stale_trial_ids(study_id))
+    return sorted(running[tid] for tid in stale_ids if tid in running)

@@ -14,17 +14,19 @@ so nothing is lost and nothing counts twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.storages import RDBStorage
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import CONFIG_ATTR, StudyConfig
 from hpo.errors import UsageError
 from hpo.pruning import build_pruner
 from hpo.search_space import grid_points
+from storage.orphans import orphaned_trial_ids
 
 
 class NoWorkLeft(Exception):
@@ -44,16 +46,36 @@ class WorkQueueStudy(optuna.Study):
             pruner=build_pruner(config.pruner, config.patience, config.epochs),
         )
         self.config = config
+        self.rdb = storage  # Optuna wraps it in a cache; heartbeat queries need the database
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
         self._thread_local.cached_all_trials = None
         trial_id = self._pop_waiting_trial_id()
         if trial_id is None:
             raise NoWorkLeft()
+        if self.rdb.get_heartbeat_interval() is not None:
+            # At once rather than when Optuna's heartbeat thread starts: a trial with no
+            # heartbeat at all is invisible to the stale-trial check (storage.orphans).
+            self.rdb.record_heartbeat(trial_id)
         trial = optuna.Trial(self, trial_id)
         for name, distribution in (fixed_distributions or {}).items():
             trial._suggest(name, distribution)
         return trial
+
+
+def retry_dead_trials(
+    study: WorkQueueStudy, grace_s: float, retry: Callable[[optuna.Study, FrozenTrial], None]
+) -> None:
+    """Fail and queue again the trials of dead workers: stale heartbeats (Optuna's check) and
+    trials that never had one."""
+    fail_stale_trials(study)
+    storage = study.rdb
+    for trial_id in orphaned_trial_ids(storage, study._study_id, grace_s):
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                retry(study, storage.get_trial(trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.checkpoints import CHECKPOINT_ENV, DEFAULT_CHECKPOINT_DIR, CheckpointStore
@@ -34,7 +34,7 @@ from hpo.device import resolve_device
 from hpo.errors import UsageError
 from hpo.objective import Objective
 from hpo.preemption import Preempted, Preemption
-from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study
+from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
 from hpo.text import describe_trial
 from model.speed import parse_speed
 from storage import open_storage
@@ -86,7 +86,7 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             options.storage_url,
             heartbeat_interval=options.heartbeat_s,
             grace_period=options.grace_s,
-            stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            stale_trial_callback=_retry_callback(),
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
@@ -125,17 +125,15 @@ def _work(
         states[trial.state.name] += 1
         say(describe_trial(trial, best_trial(study)))
 
+    retry_dead_trials(study, options.grace_s, _retry_callback())
     while options.max_trials is None or states.total() < options.max_trials:
         objective.last_trial_number = None
+        queue_empty = False
         try:
             study.optimize(objective, n_trials=1, catch=(), callbacks=[on_trial_done])
             failures_in_a_row = 0
         except NoWorkLeft:
-            if not _others_running(study):
-                break
-            with preemption.interruptible():
-                time.sleep(options.poll_s)
-            fail_stale_trials(study)  # queues again the trials of workers that died
+            queue_empty = True
         except Preempted:
             number = objective.last_trial_number
             _requeue(study, number)
@@ -158,6 +156,15 @@ def _work(
                     f"{failures_in_a_row} trials failed in a row, last: "
                     f"{type(error).__name__}: {error}"
                 ) from error
+        if queue_empty:
+            if not _others_running(study):
+                break
+            try:
+                with preemption.interruptible():
+                    time.sleep(options.poll_s)
+            except Preempted:
+                raise WorkerPreempted("SIGTERM: stopped while waiting for trials") from None
+            retry_dead_trials(study, options.grace_s, _retry_callback())
     return WorkerSummary(states, time.perf_counter() - started)
 
 
@@ -178,4 +185,8 @@ def _requeue(study: WorkQueueStudy, number: int | None) -> None:
             return  # another worker finished it (and queued it again) meanwhile
         trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
+        _retry_callback()(study, trial)
+
+
+def _retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
