@@ -1,0 +1,323 @@
+"""Fault tests with real worker processes against the local PostgreSQL and MariaDB.
+
+Each prints its figures (seconds to recover, epochs recomputed, duplicates); RELIABILITY.md
+records a run of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.search_space import grid_points
+from tests.conftest import run_hpo
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+FAST_HEARTBEAT = ["--heartbeat", "1", "--grace", "3", "--poll", "0.5"]
+
+
+def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("HPO_STORAGE", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "worker",
+            "--storage",
+            storage,
+            "--study",
+            study,
+            "--device",
+            "cpu",
+            "--checkpoint-dir",
+            str(cwd / "checkpoints"),
+            *FAST_HEARTBEAT,
+            *extra,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def create(storage: str, study: str, cwd: Path, *args: str) -> None:
+    result = run_hpo(
+        "create", "--storage", storage, "--study", study, "--dataset", "synthetic", *args, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def finish(workers: list[subprocess.Popen[str]], timeout: float = 400) -> list[str]:
+    outputs = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=timeout)
+        outputs.append(out)
+        assert worker.returncode == 0, out[-3000:]
+    return outputs
+
+
+def assert_grid_exactly_once(storage: str, study_name: str) -> None:
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    points = Counter(tuple(sorted(t.params.items())) for t in finished)
+    duplicates = sum(n - 1 for n in points.values())
+    missing = len({tuple(sorted(p.items())) for p in grid_points("batchnorm")} - set(points))
+    print(
+        f"grid: {len(finished)} finished trials, {duplicates} duplicates, {missing} missing, "
+        f"{len(study.trials) - len(finished)} failed or retried"
+    )
+    assert (len(finished), duplicates, missing) == (128, 0, 0)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 120) -> int:
+    """Wait until the study's running trial has reported `epoch`; return the epochs reported."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        if running and len(running[0].intermediate_values) >= epoch:
+            return len(running[0].intermediate_values)
+        time.sleep(0.05)
+    raise AssertionError(f"no trial reached epoch {epoch}")
+
+
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tmp_path) -> None:
+    storage = request.getfixturevalue("postgres_url" if server == "postgres" else "mysql_url")
+    create(storage, "grid", tmp_path, "--subset", "32", "--epochs", "1")
+    started = time.perf_counter()
+    outputs = finish([start_worker(storage, "grid", tmp_path) for _ in range(8)])
+    per_worker = [sum(line.startswith("trial ") for line in out.splitlines()) for out in outputs]
+    print(
+        f"{server}: 8 workers, {time.perf_counter() - started:.0f} s, trials per worker "
+        f"{per_worker}"
+    )
+    assert_grid_exactly_once(storage, "grid")
+
+
+def test_a_second_worker_on_sqlite_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    create(sqlite_url, "g", tmp_path, "--subset", "256", "--epochs", "30")
+    first = start_worker(sqlite_url, "g", tmp_path)
+    try:
+        wait_for_epoch(sqlite_url, "g", 1)
+        second = run_hpo(
+            "worker", "--storage", sqlite_url, "--study", "g", "--device", "cpu", cwd=tmp_path
+        )
+        assert second.returncode == 2
+        assert "use PostgreSQL or MySQL" in second.stderr and len(second.stderr.splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait()
+
+
+def _reference(storage: str, cwd: Path) -> optuna.trial.FrozenTrial:
+    """The same one-trial TPE study, run without interruption."""
+    create(
+        storage,
+        "reference",
+        cwd,
+        "--sampler",
+        "tpe",
+        "--n-trials",
+        "1",
+        "--subset",
+        "256",
+        "--epochs",
+        "10",
+    )
+    finish([start_worker(storage, "reference", cwd, "--sampler-seed", "7")])
+    return optuna.load_study(study_name="reference", storage=storage).trials[0]
+
+
+def _check_resumed(
+    storage: str,
+    reference: optuna.trial.FrozenTrial,
+    reported: int,
+    interrupted_at: float,
+    how: str,
+) -> None:
+    study = optuna.load_study(study_name="resume", storage=storage)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 1
+    resumed = done[0]
+    resumed_from = resumed.user_attrs["resumed_from_epoch"]
+    recomputed = reported - resumed_from
+    recovery = resumed.datetime_start.timestamp() - interrupted_at
+    print(
+        f"{how}: trial interrupted after epoch {reported}, resumed from epoch {resumed_from} "
+        f"({recomputed} epoch recomputed) {recovery:.1f} s after the signal; best "
+        f"{resumed.value:.6f} at epoch {resumed.user_attrs['best_epoch']} (uninterrupted: "
+        f"{reference.value:.6f} at epoch {reference.user_attrs['best_epoch']})"
+    )
+    assert 0 <= recomputed <= 1
+    assert resumed.params == reference.params
+    assert resumed.value == reference.value
+    assert resumed.user_attrs["best_epoch"] == reference.user_attrs["best_epoch"]
+    assert resumed.user_attrs["curves"]["test_loss"] == reference.user_attrs["curves"]["test_loss"]
+
+
+def test_sigkill_mid_trial_resumes_from_the_last_epoch(tmp_path: Path, postgres_url: str) -> None:
+    reference = _reference(postgres_url, tmp_path)
+    create(
+        postgres_url,
+        "resume",
+        tmp_path,
+        "--sampler",
+        "tpe",
+        "--n-trials",
+        "1",
+        "--subset",
+        "256",
+        "--epochs",
+        "10",
+    )
+    first = start_worker(postgres_url, "resume", tmp_path, "--sampler-seed", "7")
+    reported = wait_for_epoch(postgres_url, "resume", 4)
+    first.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    first.wait()
+    second = start_worker(postgres_url, "resume", tmp_path)
+    finish([second])
+    _check_resumed(postgres_url, reference, reported, killed_at, "SIGKILL")
+    assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # removed when the trial ended
+
+
+def test_sigterm_hands_the_trial_back_at_once(tmp_path: Path, postgres_url: str) -> None:
+    reference = _reference(postgres_url, tmp_path)
+    create(
+        postgres_url,
+        "resume",
+        tmp_path,
+        "--sampler",
+        "tpe",
+        "--n-trials",
+        "1",
+        "--subset",
+        "256",
+        "--epochs",
+        "10",
+    )
+    first = start_worker(
+        postgres_url, "resume", tmp_path, "--sampler-seed", "7", "--grace", "600"
+    )  # no stale check can help: the hand-back must
+    reported = wait_for_epoch(postgres_url, "resume", 4)
+    first.send_signal(signal.SIGTERM)
+    termed_at = time.time()
+    out, _ = first.communicate(timeout=30)
+    exit_seconds = time.time() - termed_at
+    print(f"SIGTERM: worker exited {first.returncode} after {exit_seconds:.1f} s")
+    assert first.returncode == 143 and exit_seconds < 10, out
+    study = optuna.load_study(study_name="resume", storage=postgres_url)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # handed back, not lost
+    finish([start_worker(postgres_url, "resume", tmp_path, "--grace", "600")])
+    _check_resumed(postgres_url, reference, reported, termed_at, "SIGTERM")
+
+
+def test_database_connections_cut_mid_run(tmp_path: Path, postgres_url: str) -> None:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    create(postgres_url, "grid", tmp_path, "--subset", "32", "--epochs", "2")
+    workers = [start_worker(postgres_url, "grid", tmp_path) for _ in range(3)]
+    database = postgres_url.rsplit("/", 1)[1]
+    cut = 0
+    with psycopg.connect(**PG_ADMIN, autocommit=True) as admin:
+        wait_for_epoch(postgres_url, "grid", 1)
+        for _ in range(4):
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+            cut += len(rows)
+            time.sleep(1.5)
+    outputs = finish(workers)
+    print(f"connections cut: {cut} in 4 rounds; workers all exited 0")
+    assert cut > 0
+    assert all("Traceback" not in out for out in outputs)
+    assert_grid_exactly_once(postgres_url, "grid")
+
+
+def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> None:
+    create(
+        postgres_url,
+        "tpe",
+        tmp_path,
+        "--sampler",
+        "tpe",
+        "--n-trials",
+        "10",
+        "--subset",
+        "32",
+        "--epochs",
+        "2",
+    )
+    finish(
+        [
+            start_worker(postgres_url, "tpe", tmp_path, "--sampler-seed", str(seed))
+            for seed in range(4)
+        ]
+    )
+    study = optuna.load_study(study_name="tpe", storage=postgres_url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    distinct = len({tuple(sorted(t.params.items())) for t in finished})
+    print(f"TPE budget 10 with 4 workers: {len(study.trials)} trials, {distinct} distinct points")
+    assert len(study.trials) == len(finished) == 10
+    assert distinct == 10  # each worker samples with its own seed
+
+
+def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -> None:
+    create(postgres_url, "grid", tmp_path, "--subset", "32", "--epochs", "2")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "launch",
+            "--storage",
+            postgres_url,
+            "--study",
+            "grid",
+            "--cpu",
+            "2",
+            "--heartbeat",
+            "1",
+            "--grace",
+            "3",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_epoch(postgres_url, "grid", 1)
+    children = subprocess.run(
+        ["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True
+    ).stdout.split()
+    os.kill(int(children[0]), signal.SIGKILL)
+    out, _ = launcher.communicate(timeout=400)
+    print("\n".join(line for line in out.splitlines() if line.startswith("[launch]")))
+    assert launcher.returncode == 0, out[-3000:]
+    assert "exited -9; restarting in 2 s (restart 1 of 5)" in out
+    assert all(line.startswith("[") for line in out.splitlines())  # every line prefixed
+    assert_grid_exactly_once(postgres_url, "grid")
