@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("json", "yaml"), default="json")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
 
+    dashboard = command("dashboard", "optuna-dashboard on the study storage", study=False)
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
+    dashboard.add_argument("--port", type=_positive_int, default=8080)
+
     command("summary", "the seed's Q10 table of the network's layers and weights", study=False)
     return parser
 
@@ -201,6 +207,11 @@ def _run(args: argparse.Namespace) -> int:
         return _worker(args, storage_url)
     if args.command == "launch":
         return _launch(args, storage_url)
+    if args.command == "dashboard":
+        from hpo.dashboard import serve_dashboard
+
+        serve_dashboard(storage_url, args.host, args.port)
+        return 0
     from storage import open_storage
 
     if args.command == "status":

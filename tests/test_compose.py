@@ -1,0 +1,133 @@
+"""docker-compose.yml, checked without a Docker engine: it parses, publishes nothing beyond
+127.0.0.1, keeps passwords out, and each of its `hpo` commands runs here, with the file's own
+environment, against the local PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import REPO, run_hpo
+
+COMPOSE = REPO / "docker-compose.yml"
+_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$\$")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR:-default}` and `$$` rules (the subset the file uses)."""
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        given = env.get(name)
+        return given if given else (default or "")
+
+    return _VARIABLE.sub(value, text)
+
+
+def load(env: dict[str, str]) -> dict:
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), env))
+
+
+def test_compose_file_structure() -> None:
+    compose = load({})
+    services = compose["services"]
+    assert set(services) == {"postgres", "create-study", "workers", "dashboard"}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert "healthcheck" in services["postgres"]
+    assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
+    assert services["workers"]["environment"]["HPO_CHECKPOINT_DIR"] == "/checkpoints"
+    assert "checkpoints:/checkpoints" in services["workers"]["volumes"]
+    devices = services["workers"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert (
+        services["workers"]["depends_on"]["create-study"]["condition"]
+        == "service_completed_successfully"
+    )
+    # The password is read from the environment, with a local-only default.
+    raw = COMPOSE.read_text()
+    assert "POSTGRES_PASSWORD: ${HPO_DB_PASSWORD:-" in raw
+    assert (
+        load({"HPO_DB_PASSWORD": "s3cret"})["services"]["postgres"]["environment"][
+            "POSTGRES_PASSWORD"
+        ]
+        == "s3cret"
+    )
+    assert (REPO / "Dockerfile").read_text().count('ENTRYPOINT ["hpo"]') == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _command(service: dict) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "HPO_DB_USER": "postgres",
+        "HPO_DB_HOST": "127.0.0.1",
+        "HPO_DB_NAME": postgres_url.rsplit("/", 1)[1],
+        "HPO_DB_PASSWORD": "unused-with-trust-auth",
+        "HPO_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "HPO_DATASET": "synthetic",
+        "HPO_EPOCHS": "1",
+        "HPO_CREATE_ARGS": "--subset 32",
+        "HPO_WORKERS": "--cpu 1",  # no GPU here; the default is --gpus 0 --per-gpu 8
+        "HPO_DASHBOARD_BIND": "127.0.0.1",  # the container's 0.0.0.0 is its own loopback
+        "HPO_DASHBOARD_PORT": str(port),
+    }
+    services = load(env)["services"]
+    storage = services["workers"]["environment"]["HPO_STORAGE"]
+    service_env = {k: str(v) for k, v in services["workers"]["environment"].items()}
+
+    for name in ("create-study", "workers"):
+        result = run_hpo(*_command(services[name]), cwd=tmp_path, env=service_env)
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+    study = optuna.load_study(study_name="seed-grid", storage=storage)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 128
+
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "hpo", *_command(services["dashboard"])],
+        cwd=tmp_path,
+        env={**os.environ, **service_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        studies = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as response:
+                    studies = json.load(response)["study_summaries"]
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert studies is not None, "dashboard did not answer"
+        assert [s["study_name"] for s in studies] == ["seed-grid"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
