@@ -8,6 +8,7 @@ a folder every worker of the study can reach (a shared volume for many machines)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -57,4 +58,9 @@ class CheckpointStore:
             return None
 
     def remove(self, study: str, key: int) -> None:
-        self.path(study, key).unlink(missing_ok=True)
+        path = self.path(study, key)
+        path.unlink(missing_ok=True)
+        # The study's folder goes once its last running trial is done; while other trials run
+        # it is not empty, and rmdir refuses.
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
