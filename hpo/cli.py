@@ -7,7 +7,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import optuna
 
@@ -15,6 +15,7 @@ from hpo.config import PRUNERS, SAMPLERS, StudyConfig
 from hpo.errors import UsageError
 from model.datasets import DATASETS
 from model.presets import DEFAULT_PRESET, PRESETS
+from model.speed import FAST_PATHS
 from storage import StorageError, resolve_storage_url
 
 EXIT_USAGE = 2
@@ -35,6 +36,58 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+# Worker settings that `hpo launch` also takes and passes on to each worker it starts.
+_WORKER_TUNING: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "--speed",
+        dict(
+            default="auto",
+            help="fast paths: auto (measured defaults), none, or a "
+            "comma list of " + ", ".join(FAST_PATHS),
+        ),
+    ),
+    (
+        "--checkpoint-dir",
+        dict(
+            default=None,
+            help="folder for per-epoch checkpoints, shared by "
+            "all workers of the study (default: $HPO_CHECKPOINT_DIR, else "
+            "./checkpoints)",
+        ),
+    ),
+    (
+        "--heartbeat",
+        dict(
+            type=_positive_int, default=10, help="seconds between heartbeats of the running trial"
+        ),
+    ),
+    (
+        "--grace",
+        dict(
+            type=_positive_int,
+            default=60,
+            help="seconds without a heartbeat after which a trial is retried",
+        ),
+    ),
+    (
+        "--poll",
+        dict(
+            type=float,
+            default=5.0,
+            help="seconds an idle worker waits between looks for trials to retry",
+        ),
+    ),
+)
+
+
+def _add_worker_tuning(parser: argparse.ArgumentParser, passed_on: bool) -> None:
+    for flag, options in _WORKER_TUNING:
+        if passed_on:
+            # None: not given, so each worker uses its own default.
+            options = {**options, "default": None, "help": options["help"] + " (per worker)"}
+        parser.add_argument(flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,35 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = command("worker", "run the study's trials until none are left")
     worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    worker.add_argument(
-        "--speed",
-        default="auto",
-        help="CUDA fast paths: auto (measured defaults), none, or a comma list of "
-        "bf16, channels_last, compile, cudnn_benchmark",
-    )
-    worker.add_argument(
-        "--checkpoint-dir",
-        help="folder for per-epoch checkpoints, shared by all workers of the study "
-        "(default: $HPO_CHECKPOINT_DIR, else ./checkpoints)",
-    )
-    worker.add_argument(
-        "--heartbeat",
-        type=_positive_int,
-        default=10,
-        help="seconds between heartbeats of the running trial",
-    )
-    worker.add_argument(
-        "--grace",
-        type=_positive_int,
-        default=60,
-        help="seconds without a heartbeat after which a trial is retried",
-    )
-    worker.add_argument(
-        "--poll",
-        type=float,
-        default=5.0,
-        help="seconds an idle worker waits between looks for trials to retry",
-    )
+    _add_worker_tuning(worker, passed_on=False)
     worker.add_argument("--max-trials", type=_positive_int, help="stop after this many trials")
     worker.add_argument(
         "--sampler-seed",
@@ -142,13 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="restarts of a crashed worker before giving up on it",
     )
-    for flag, help_text in (
-        ("--checkpoint-dir", "passed on to each worker"),
-        ("--speed", "passed on to each worker"),
-        ("--heartbeat", "passed on to each worker"),
-        ("--grace", "passed on to each worker"),
-    ):
-        launch.add_argument(flag, help=help_text)
+    _add_worker_tuning(launch, passed_on=True)
 
     status = command("status", "trials by state, the best so far, and running trials")
     status.add_argument(
@@ -308,10 +327,10 @@ def _launch(args: argparse.Namespace, storage_url: str) -> int:
 
     load_config(open_storage(storage_url), args.study)  # fail here, not in every worker
     passed = []
-    for name in ("checkpoint_dir", "speed", "heartbeat", "grace"):
-        value = getattr(args, name)
+    for flag, _options in _WORKER_TUNING:
+        value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
-            passed += [f"--{name.replace('_', '-')}", str(value)]
+            passed += [flag, str(value)]
     options = LaunchOptions(
         storage_url,
         args.study,

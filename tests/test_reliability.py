@@ -125,21 +125,12 @@ def test_a_second_worker_on_sqlite_is_refused(tmp_path: Path, sqlite_url: str) -
         first.wait()
 
 
+ONE_TRIAL = ("--sampler", "tpe", "--n-trials", "1", "--subset", "256", "--epochs", "10")
+
+
 def _reference(storage: str, cwd: Path) -> optuna.trial.FrozenTrial:
-    """The same one-trial TPE study, run without interruption."""
-    create(
-        storage,
-        "reference",
-        cwd,
-        "--sampler",
-        "tpe",
-        "--n-trials",
-        "1",
-        "--subset",
-        "256",
-        "--epochs",
-        "10",
-    )
+    """The one-trial TPE study of the resume tests, run without interruption."""
+    create(storage, "reference", cwd, *ONE_TRIAL)
     finish([start_worker(storage, "reference", cwd, "--sampler-seed", "7")])
     return optuna.load_study(study_name="reference", storage=storage).trials[0]
 
@@ -173,19 +164,7 @@ def _check_resumed(
 
 def test_sigkill_mid_trial_resumes_from_the_last_epoch(tmp_path: Path, postgres_url: str) -> None:
     reference = _reference(postgres_url, tmp_path)
-    create(
-        postgres_url,
-        "resume",
-        tmp_path,
-        "--sampler",
-        "tpe",
-        "--n-trials",
-        "1",
-        "--subset",
-        "256",
-        "--epochs",
-        "10",
-    )
+    create(postgres_url, "resume", tmp_path, *ONE_TRIAL)
     first = start_worker(postgres_url, "resume", tmp_path, "--sampler-seed", "7")
     reported = wait_for_epoch(postgres_url, "resume", 4)
     first.send_signal(signal.SIGKILL)
@@ -199,19 +178,7 @@ def test_sigkill_mid_trial_resumes_from_the_last_epoch(tmp_path: Path, postgres_
 
 def test_sigterm_hands_the_trial_back_at_once(tmp_path: Path, postgres_url: str) -> None:
     reference = _reference(postgres_url, tmp_path)
-    create(
-        postgres_url,
-        "resume",
-        tmp_path,
-        "--sampler",
-        "tpe",
-        "--n-trials",
-        "1",
-        "--subset",
-        "256",
-        "--epochs",
-        "10",
-    )
+    create(postgres_url, "resume", tmp_path, *ONE_TRIAL)
     first = start_worker(
         postgres_url, "resume", tmp_path, "--sampler-seed", "7", "--grace", "600"
     )  # no stale check can help: the hand-back must
