@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -181,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("json", "yaml"), default="json")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
 
+    report = command("report", "one self-contained HTML page about the study")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+
+    retrain = command(
+        "train", "retrain with exported parameters for the exported epochs", study=False
+    )
+    retrain.add_argument("--params", type=Path, required=True, help="a file from hpo export")
+    retrain.add_argument("--out", type=Path, help="save the trained model here (.pt)")
+    retrain.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    retrain.add_argument("--data-dir", default="data", help="where CIFAR-10 is (or goes)")
+    retrain.add_argument("--seed", type=int, default=0, help="training seed (the study's)")
+    retrain.add_argument("--speed", default="auto", help="fast paths, as for hpo worker")
+
     dashboard = command("dashboard", "optuna-dashboard on the study storage", study=False)
     dashboard.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
@@ -226,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         return _worker(args, storage_url)
     if args.command == "launch":
         return _launch(args, storage_url)
+    if args.command == "train":
+        return _train(args)
     if args.command == "dashboard":
         from hpo.dashboard import serve_dashboard
 
@@ -241,6 +257,17 @@ def _run(args: argparse.Namespace) -> int:
         print(status_text(storage, args.study, args.grace))
         return 0
     storage = open_storage(storage_url)
+    if args.command == "report":
+        from hpo.export import write_text
+        from hpo.report import build_report
+
+        started = time.perf_counter()
+        write_text(args.output, build_report(storage, args.study))
+        print(
+            f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return 0
     if args.command == "export":
         from hpo.export import best_export, render_export, write_text
 
@@ -304,6 +331,23 @@ def _worker(args: argparse.Namespace, storage_url: str) -> int:
         f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
         f"in {summary.seconds:.0f} s"
     )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hpo.device import resolve_device
+    from hpo.retrain import read_params, retrain
+    from model.speed import parse_speed
+
+    params = read_params(args.params)
+    device = resolve_device(args.device)
+    try:
+        speed = parse_speed(args.speed, device)
+    except ValueError as error:
+        raise UsageError(f"--speed: {error}") from None
+    if args.out is not None and not args.out.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {args.out}: folder {args.out.parent} does not exist")
+    retrain(params, device, args.data_dir, args.seed, speed, args.out)
     return 0
 
 

@@ -1,0 +1,296 @@
+"""`hpo report`: one self-contained HTML page about a study (plotly inlined, opens offline).
+
+Everything comes from the database: trial values, parameters, and the per-epoch curves that the
+objective stores in each trial's user attributes. Learning curves of all trials are drawn as one
+trace with gaps, so a study of 1,000 trials stays one light plot rather than 1,000 traces.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+from plotly.offline import get_plotlyjs
+
+from hpo.export import best_export
+from hpo.search_space import BATCH_SIZES, LEARNING_RATES
+from hpo.study import load_config
+
+TOP_TRIALS = 15
+
+
+def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
+    config = load_config(storage, study_name)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    export = best_export(storage, study_name) if complete else None
+    best = next((t for t in trials if export and t.number == export["trial"]), None)
+    sections = [
+        _section("Best configuration", _best_table(export)),
+        _section("Trials by state and stop reason", _figure(_counts_figure(trials))),
+        _section(f"Top {TOP_TRIALS} trials", _top_table(complete)),
+        _section("Optimization history", _figure(_history_figure(complete))),
+        _section(
+            "Test-loss curves of all trials (best in red)", _figure(_curves_figure(trials, best))
+        ),
+    ]
+    if best is not None:
+        sections.append(
+            _section(
+                f"Best trial {best.number}: loss and accuracy per epoch",
+                _figure(_best_curves_figure(best)),
+            )
+        )
+    sections += [
+        _section("Hyper-parameter importance", _importance(study, complete)),
+        _section(
+            "Best test loss by learning rate and batch size", _figure(_heatmap_figure(complete))
+        ),
+        _section("Parallel coordinates", _figure(_parallel_figure(complete))),
+    ]
+    title = f"hpo report: {study_name}"
+    subtitle = (
+        f"{config.sampler} on {config.dataset}, preset {config.preset}, up to "
+        f"{config.epochs} epochs, patience {config.patience}; {len(trials)} trials; "
+        f"written {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    return _page(title, subtitle, sections)
+
+
+def _page(title: str, subtitle: str, sections: list[str]) -> str:
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}th{background:#eee}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>"
+        + "".join(sections)
+        + "</body></html>"
+    )
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def _figure(figure: go.Figure) -> str:
+    figure.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=50))
+    return figure.to_html(full_html=False, include_plotlyjs=False)
+
+
+def _table(header: list[str], rows: list[list[Any]], row_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table id='{row_id}'><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "–" if value is None else str(value)
+
+
+def _best_table(export: dict[str, Any] | None) -> str:
+    if export is None:
+        return "<p>No completed trial yet.</p>"
+    rows = [
+        [key, f"{100 * value:.2f}%" if key == "test_accuracy" else value]
+        for key, value in export.items()
+    ]
+    return _table(["", "value"], rows, row_id="best")
+
+
+def _top_table(complete: list[FrozenTrial]) -> str:
+    ranked = sorted(complete, key=lambda t: (t.value, t.number))[:TOP_TRIALS]
+    rows = [
+        [
+            t.number,
+            t.params.get("learning_rate"),
+            t.params.get("batch_size"),
+            t.params.get("p_dropout"),
+            t.user_attrs.get("best_epoch"),
+            t.value,
+            f"{100 * t.user_attrs.get('test_accuracy', float('nan')):.2f}%",
+            t.user_attrs.get("epochs_run"),
+            t.user_attrs.get("stop_reason"),
+        ]
+        for t in ranked
+    ]
+    return _table(
+        [
+            "trial",
+            "learning rate",
+            "batch",
+            "dropout",
+            "best epoch",
+            "test loss",
+            "test accuracy",
+            "epochs run",
+            "stop",
+        ],
+        rows,
+        row_id="top",
+    )
+
+
+def _counts_figure(trials: list[FrozenTrial]) -> go.Figure:
+    states = Counter(t.state.name for t in trials)
+    reasons = Counter(
+        str(t.user_attrs.get("stop_reason"))
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    )
+    figure = go.Figure()
+    figure.add_bar(x=list(states), y=list(states.values()), name="state")
+    figure.add_bar(x=list(reasons), y=list(reasons.values()), name="stop reason")
+    figure.update_layout(yaxis_title="trials")
+    return figure
+
+
+def _history_figure(complete: list[FrozenTrial]) -> go.Figure:
+    ordered = sorted(complete, key=lambda t: t.number)
+    numbers = [t.number for t in ordered]
+    values = [t.value for t in ordered]
+    figure = go.Figure()
+    figure.add_scattergl(x=numbers, y=values, mode="markers", name="trial")
+    figure.add_scattergl(
+        x=numbers,
+        y=list(np.minimum.accumulate(values)) if values else [],
+        mode="lines",
+        name="best so far",
+    )
+    figure.update_layout(xaxis_title="trial", yaxis_title="lowest test loss", yaxis_type="log")
+    return figure
+
+
+def _curve(trial: FrozenTrial, key: str) -> list[float | None]:
+    return list(trial.user_attrs.get("curves", {}).get(key, []))
+
+
+def _curves_figure(trials: list[FrozenTrial], best: FrozenTrial | None) -> go.Figure:
+    xs: list[int | None] = []
+    ys: list[float | None] = []
+    for trial in trials:
+        if trial is best:
+            continue
+        losses = _curve(trial, "test_loss") or [
+            trial.intermediate_values[k] for k in sorted(trial.intermediate_values)
+        ]
+        xs += [*range(1, len(losses) + 1), None]
+        ys += [*losses, None]
+    figure = go.Figure()
+    figure.add_scattergl(
+        x=xs, y=ys, mode="lines", name="trials", line=dict(color="rgba(100,100,100,0.25)", width=1)
+    )
+    if best is not None:
+        losses = _curve(best, "test_loss")
+        figure.add_scattergl(
+            x=list(range(1, len(losses) + 1)),
+            y=losses,
+            mode="lines",
+            name=f"best (trial {best.number})",
+            line=dict(color="red", width=3),
+        )
+    figure.update_layout(xaxis_title="epoch", yaxis_title="test loss", yaxis_type="log")
+    return figure
+
+
+def _best_curves_figure(best: FrozenTrial) -> go.Figure:
+    figure = go.Figure()
+    epochs = list(range(1, len(_curve(best, "test_loss")) + 1))
+    for key, axis in (
+        ("train_loss", "y"),
+        ("test_loss", "y"),
+        ("train_accuracy", "y2"),
+        ("test_accuracy", "y2"),
+    ):
+        figure.add_scatter(
+            x=epochs, y=_curve(best, key), name=key.replace("_", " "), yaxis=axis, mode="lines"
+        )
+    figure.add_vline(x=best.user_attrs.get("best_epoch", 0), line_dash="dot")
+    figure.update_layout(
+        xaxis_title="epoch",
+        yaxis=dict(title="loss"),
+        yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+    )
+    return figure
+
+
+def _importance(study: optuna.Study, complete: list[FrozenTrial]) -> str:
+    if len(complete) < 3:
+        return "<p>Needs at least 3 completed trials.</p>"
+    try:
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=0)
+        )
+    except (RuntimeError, ValueError) as error:
+        return f"<p>Not available: {html.escape(str(error))}</p>"
+    figure = go.Figure(go.Bar(x=list(importances.values()), y=list(importances), orientation="h"))
+    figure.update_layout(xaxis_title="importance (fANOVA)")
+    return _figure(figure)
+
+
+def _nearest(value: float, choices: tuple[float, ...]) -> float:
+    return min(choices, key=lambda c: abs(math.log(c) - math.log(value)))
+
+
+def _heatmap_figure(complete: list[FrozenTrial]) -> go.Figure:
+    best: dict[tuple[float, int], float] = {}
+    for trial in complete:
+        lr = trial.params.get("learning_rate")
+        bs = trial.params.get("batch_size")
+        if lr is None or bs is None:
+            continue
+        cell = (_nearest(lr, LEARNING_RATES), bs)  # TPE's continuous rates, binned to the grid
+        best[cell] = min(best.get(cell, math.inf), trial.value)
+    z = [[best.get((lr, bs)) for bs in BATCH_SIZES] for lr in LEARNING_RATES]
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(b) for b in BATCH_SIZES],
+            y=[str(lr) for lr in LEARNING_RATES],
+            colorscale="Viridis_r",
+            colorbar=dict(title="test loss"),
+            texttemplate="%{z:.3f}",
+        )
+    )
+    figure.update_layout(xaxis_title="batch size", yaxis_title="learning rate")
+    return figure
+
+
+def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
+    if not complete:
+        return go.Figure()
+    losses = [t.value for t in complete]
+    dimensions = [
+        dict(
+            label="log10 learning rate",
+            values=[math.log10(t.params.get("learning_rate", 1.0)) for t in complete],
+        ),
+        dict(label="batch size", values=[t.params.get("batch_size", 0) for t in complete]),
+    ]
+    if any("p_dropout" in t.params for t in complete):
+        dimensions.append(
+            dict(label="dropout", values=[t.params.get("p_dropout", 0.0) for t in complete])
+        )
+    dimensions += [
+        dict(label="best epoch", values=[t.user_attrs.get("best_epoch", 0) for t in complete]),
+        dict(label="test loss", values=losses),
+    ]
+    return go.Figure(
+        go.Parcoords(
+            line=dict(color=losses, colorscale="Viridis_r", showscale=True), dimensions=dimensions
+        )
+    )
