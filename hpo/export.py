@@ -8,7 +8,9 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.trial import FrozenTrial
 
+from hpo.config import StudyConfig
 from hpo.errors import UsageError
 from hpo.study import best_trial, load_config
 
@@ -23,6 +25,10 @@ def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[s
     best = best_trial(study)
     if best is None:
         raise UsageError(f"study {study_name!r} has no completed trial yet")
+    return export_of(study_name, best, config)
+
+
+def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
     return {
         "study": study_name,
         "trial": best.number,

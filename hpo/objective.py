@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import optuna
@@ -103,6 +104,7 @@ class Objective:
         speed: SpeedOptions = PLAIN,
         checkpoints: CheckpointStore | None = None,
         preemption: Preemption | None = None,
+        progress: Callable[[int, EpochMetrics], None] | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -110,6 +112,7 @@ class Objective:
         self.speed = speed
         self.checkpoints = checkpoints
         self.preemption = preemption or Preemption()
+        self.progress = progress  # told of every epoch (trial number, metrics)
         self.last_trial_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -160,7 +163,11 @@ class Objective:
         while True:
             with self.preemption.interruptible():
                 metrics = next(epochs, None)
-            if metrics is None or book.on_epoch(metrics):
+            if metrics is None:
+                return
+            if self.progress is not None:
+                self.progress(book.trial.number, metrics)
+            if book.on_epoch(metrics):
                 return
             if self.checkpoints is not None:
                 self.checkpoints.save(study_name, key, run.state())

@@ -34,6 +34,7 @@ from hpo.device import resolve_device
 from hpo.errors import UsageError
 from hpo.objective import Objective
 from hpo.preemption import Preempted, Preemption
+from hpo.progress import EpochProgress
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
 from hpo.text import describe_trial
 from model.speed import parse_speed
@@ -110,7 +111,18 @@ def _work(
     checkpoints = CheckpointStore(
         options.checkpoint_dir or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
     )
-    objective = Objective(config, pipeline, data.num_classes, speed, checkpoints, preemption)
+    progress = EpochProgress(config.epochs)
+    objective = Objective(
+        config,
+        pipeline,
+        data.num_classes,
+        speed,
+        checkpoints,
+        preemption,
+        progress=(lambda number, metrics: progress.update(metrics, f"trial {number} "))
+        if progress.enabled
+        else None,
+    )
     say(
         f"worker {os.getpid()}: study {options.study_name!r} ({config.sampler}, "
         f"{config.dataset}, preset {config.preset}) on {device} "

@@ -136,3 +136,23 @@ def test_out_of_memory_ends_the_trial_as_oom(monkeypatch) -> None:
     assert first.state == optuna.trial.TrialState.PRUNED
     assert first.user_attrs["stop_reason"] == "oom"
     assert second.state == optuna.trial.TrialState.COMPLETE  # the worker went on
+
+
+def test_progress_lines_only_on_a_terminal() -> None:
+    import io
+
+    from hpo.progress import EpochProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = EpochProgress(10, stream=stream)
+        progress.update(_metrics(1, 2.0), "trial 3 ")
+        progress.update(_metrics(2, 1.5), "trial 3 ")
+    lines = terminal.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("trial 3 epoch 2/10: train loss")
+    assert "test loss 1.5000" in lines[1] and "ETA" in lines[1]
+    assert log.getvalue() == ""

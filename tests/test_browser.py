@@ -1,0 +1,168 @@
+"""What a person sees, in a real headless Chromium: the report page and optuna-dashboard.
+
+Screenshots go to test-artifacts/ (kept by CI). Chromium comes from Debian's `chromium` package,
+which .ci/run installs; on a machine without it these tests skip, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hpo.cli import main
+from tests.conftest import REPO
+
+ARTIFACTS = REPO / "test-artifacts"
+pytestmark = pytest.mark.slow
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "Chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; .ci/run installs it")
+        pytest.skip(message)
+    return path
+
+
+def browse(url: str, screenshot: str, height: int = 1400) -> str:
+    """Load `url` with JavaScript, save a screenshot, return the rendered DOM."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--window-size=1400,{height}",
+        "--virtual-time-budget=10000",
+    ]
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [*flags, f"--user-data-dir={profile}", f"--screenshot={ARTIFACTS / screenshot}", url],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [*flags, f"--user-data-dir={profile}", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    assert (ARTIFACTS / screenshot).stat().st_size > 10_000
+    return dom
+
+
+@pytest.fixture(scope="module")
+def worker_study(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{folder / 'b.db'}"
+    assert (
+        main(
+            [
+                "create",
+                "--storage",
+                url,
+                "--study",
+                "browser-study",
+                "--sampler",
+                "tpe",
+                "--n-trials",
+                "3",
+                "--dataset",
+                "synthetic",
+                "--subset",
+                "64",
+                "--epochs",
+                "6",
+                "--patience",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "worker",
+                "--storage",
+                url,
+                "--study",
+                "browser-study",
+                "--device",
+                "cpu",
+                "--sampler-seed",
+                "0",
+                "--checkpoint-dir",
+                str(folder / "ck"),
+            ]
+        )
+        == 0
+    )
+    return url
+
+
+def test_report_renders_its_figures_offline(worker_study: str, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    assert (
+        main(["report", "--storage", worker_study, "--study", "browser-study", "-o", str(report)])
+        == 0
+    )
+    dom = browse(report.as_uri(), "report.png", height=4000)
+    # Plotly draws each figure as SVG once its script has run: no network involved.
+    assert dom.count('class="main-svg"') >= 7
+    assert "browser-study" in dom
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "dashboard", "--storage", worker_study, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        home = browse(f"http://127.0.0.1:{port}/dashboard", "dashboard-home.png")
+        assert "browser-study" in home
+        study = browse(f"http://127.0.0.1:{port}/dashboard/studies/1", "dashboard-study.png")
+        assert "History" in study
+        trials = browse(
+            f"http://127.0.0.1:{port}/dashboard/studies/1/trials",
+            "dashboard-trials.png",
+            height=1800,
+        )
+        assert "Trial 0" in trials or "trial 0" in trials.lower()
+        assert "Intermediate values" in study or "Intermediate values" in trials
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
