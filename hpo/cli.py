@@ -195,6 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--seed", type=int, default=0, help="training seed (the study's)")
     retrain.add_argument("--speed", default="auto", help="fast paths, as for hpo worker")
 
+    stages = command(
+        "reproduce", "the seed's six stages with one seed: table and curves", study=False
+    )
+    stages.add_argument("--dataset", choices=DATASETS, default="digits")
+    stages.add_argument("--data-dir", default="data")
+    stages.add_argument("--epochs", type=_positive_int, default=30)
+    stages.add_argument("--learning-rate", type=float, default=0.1)
+    stages.add_argument("--batch-size", type=_positive_int, default=128)
+    stages.add_argument("--seed", type=int, default=0)
+    stages.add_argument("--subset", type=_positive_int, help="only this many training images")
+    stages.add_argument("--device", default="auto")
+    stages.add_argument("--speed", default="auto")
+    stages.add_argument("-o", "--output", type=Path, default=Path("reproduce.html"))
+
     dashboard = command("dashboard", "optuna-dashboard on the study storage", study=False)
     dashboard.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
@@ -242,6 +256,8 @@ def _run(args: argparse.Namespace) -> int:
         return _launch(args, storage_url)
     if args.command == "train":
         return _train(args)
+    if args.command == "reproduce":
+        return _reproduce(args)
     if args.command == "dashboard":
         from hpo.dashboard import serve_dashboard
 
@@ -348,6 +364,35 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.out}: folder {args.out.parent} does not exist")
     retrain(params, device, args.data_dir, args.seed, speed, args.out)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from hpo.device import resolve_device
+    from hpo.reproduce import ReproduceOptions, reproduce, table_header
+    from model.speed import parse_speed
+
+    if not 0 < args.learning_rate <= 10:
+        raise UsageError(f"--learning-rate must be in (0, 10], got {args.learning_rate}")
+    if not args.output.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {args.output}: folder {args.output.parent} does not exist")
+    device = resolve_device(args.device)
+    try:
+        speed = parse_speed(args.speed, device)
+    except ValueError as error:
+        raise UsageError(f"--speed: {error}") from None
+    options = ReproduceOptions(
+        args.dataset,
+        args.data_dir,
+        args.epochs,
+        args.learning_rate,
+        args.batch_size,
+        seed=args.seed,
+        subset=args.subset,
+        out=args.output,
+    )
+    print(table_header())
+    reproduce(options, device, speed)
     return 0
 
 
