@@ -5,23 +5,43 @@
 The study first gets `--finished` completed trials of `--epochs` reports each (a grid mid-way).
 Then one trial is timed per epoch:
 - Optuna's defaults: `report` + `should_prune` with the default MedianPruner (which reads every
-  trial of the study) + the epoch curves saved as a user attr, as a plain objective would do;
-- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read).
+  trial of the study) + the epoch curves saved as a user attr + `torch.save` of the training
+  state (the checkpoint a crash-safe script needs), as a plain objective would do;
+- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read) + the state
+  copied to host memory and handed to the background checkpoint writer.
+The training state is the real one of the seed CNN (final preset): about 10 MB. Between two
+epochs the benchmark sleeps for `--epoch-seconds` (the training, not timed).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import optuna
+import torch
 
+from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
 from hpo.objective import EpochBook
 from hpo.pruning import build_pruner
-from model.train import EpochMetrics
+from model.datasets import augment_spec, make_synthetic
+from model.pipeline import DevicePipeline
+from model.presets import PRESETS
+from model.train import EpochMetrics, TrainConfig, Training
 from storage import open_storage
+
+
+def _training() -> Training:
+    data = make_synthetic(n_train=64, n_test=16)
+    pipeline = DevicePipeline(data, torch.device("cpu"), True, augment_spec("cifar10"))
+    run = Training(TrainConfig(0.01, 32, 0.5, 1, PRESETS["batchnorm"]), pipeline, 10)
+    for _ in run.epochs():
+        pass
+    return run
 
 
 def _metrics(epoch: int) -> EpochMetrics:
@@ -37,7 +57,7 @@ def _fill(study: optuna.Study, finished: int, epochs: int) -> None:
         study.tell(trial, 2.0 / epochs)
 
 
-def measure(url: str, finished: int, epochs: int) -> dict[str, float]:
+def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[str, float]:
     storage = open_storage(url, create=True)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     default = optuna.create_study(storage=storage, study_name=name)  # MedianPruner by default
@@ -46,12 +66,16 @@ def measure(url: str, finished: int, epochs: int) -> dict[str, float]:
         study_name=name, storage=storage, pruner=build_pruner("none", 10, epochs)
     )
     results = {}
+    run = _training()
+    folder = Path(tempfile.mkdtemp())
+    checkpoints = AsyncCheckpoints(CheckpointStore(folder))
 
     def optuna_defaults(trial: optuna.Trial, epoch: int, curves: list[float]) -> None:
         trial.report(2.0 / epoch, epoch)
         trial.should_prune()
         curves.append(2.0 / epoch)
         trial.set_user_attr("curves", {"test_loss": curves})
+        torch.save(run.state(), folder / "plain.pt")
 
     for label, study in (("optuna defaults", default), ("ours", ours)):
         trial = study.ask()
@@ -60,12 +84,15 @@ def measure(url: str, finished: int, epochs: int) -> dict[str, float]:
         curves: list[float] = []
         costs = []
         for epoch in range(1, epochs + 1):
+            time.sleep(epoch_seconds)  # the epoch's training, during which a write can finish
             started = time.perf_counter()
             if label == "ours":
                 book.on_epoch(_metrics(epoch))
+                checkpoints.save(name, trial.number, run.state)
             else:
                 optuna_defaults(trial, epoch, curves)
             costs.append(time.perf_counter() - started)
+        checkpoints.flush()
         study.tell(trial, 0.0)
         results[label] = statistics.median(costs) * 1000
     optuna.delete_study(study_name=name, storage=storage)
@@ -81,6 +108,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     )
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--finished", type=int, default=127)
+    parser.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=0.3,
+        help="time between two epochs' bookkeeping (0.3: an H200 epoch)",
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     urls = args.storage or [f"sqlite:////tmp/hpo-bench-{uuid.uuid4().hex[:8]}.db"]
@@ -91,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"{'storage':<14}{'optuna defaults':>17}{'ours':>9}{'ratio':>8}")
     table = {}
     for url in urls:
-        results = measure(url, args.finished, args.epochs)
+        results = measure(url, args.finished, args.epochs, args.epoch_seconds)
         dialect = url.split(":")[0].split("+")[0]
         ratio = results["optuna defaults"] / results["ours"]
         print(

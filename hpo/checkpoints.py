@@ -4,6 +4,11 @@ A trial's checkpoint is keyed by its lineage: the number of the first trial of a
 (Optuna's retry callbacks copy it into `failed_trial`), so the trial that retries a dead one finds
 the dead one's checkpoint. Files are written whole or not at all (temporary file, then rename), in
 a folder every worker of the study can reach (a shared volume for many machines).
+
+Writing a checkpoint (about 10 MB for this network) takes longer than an epoch's database
+bookkeeping, so `AsyncCheckpoints` writes in a background thread: the training loop only pays for
+copying the state to host memory. A crash can then lose the write in flight, i.e. at most one
+completed epoch; a hand-back (SIGTERM) and the end of a trial wait for it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import contextlib
 import dataclasses
 import os
 import re
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -64,3 +71,53 @@ class CheckpointStore:
         # it is not empty, and rmdir refuses.
         with contextlib.suppress(OSError):
             path.parent.rmdir()
+
+
+class AsyncCheckpoints:
+    """`CheckpointStore` whose writes run in a background thread, one at a time.
+
+    Two host copies of the state alternate: the training thread copies the new state into the
+    one that is not being written, so a checkpoint costs the training loop one memcpy.
+    """
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._spare: TrainState | None = None  # the copy not being written, reused next time
+        self._writing: TrainState | None = None
+
+    def load(self, study: str, key: int) -> TrainState | None:
+        self.flush()
+        return self.store.load(study, key)
+
+    def save(
+        self, study: str, key: int, snapshot: Callable[[TrainState | None], TrainState]
+    ) -> None:
+        """Write `snapshot(buffer)` (a state copied into `buffer` when given) in the background."""
+        self.flush()  # one write at a time; it has had a whole epoch to finish
+        state = snapshot(self._spare)
+        self._spare, self._writing = self._writing, state
+        self._writer = threading.Thread(
+            target=self._write, args=(study, key, state), name="checkpoint-writer"
+        )
+        self._writer.start()
+
+    def flush(self) -> None:
+        """Wait until the state last handed to `save` is on disk."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def remove(self, study: str, key: int) -> None:
+        self.flush()  # or a late write would bring the file back
+        self.store.remove(study, key)
+
+    def _write(self, study: str, key: int, state: TrainState) -> None:
+        try:
+            self.store.save(study, key, state)
+        except Exception as error:  # raised in the training thread at its next call
+            self._error = error

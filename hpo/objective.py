@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import optuna
 import torch
 
-from hpo.checkpoints import CheckpointStore, lineage
+from hpo.checkpoints import AsyncCheckpoints, lineage
 from hpo.config import StudyConfig
 from hpo.preemption import Preemption
 from hpo.search_space import suggest
@@ -102,7 +102,7 @@ class Objective:
         pipeline: DevicePipeline,
         num_classes: int,
         speed: SpeedOptions = PLAIN,
-        checkpoints: CheckpointStore | None = None,
+        checkpoints: AsyncCheckpoints | None = None,
         preemption: Preemption | None = None,
         progress: Callable[[int, EpochMetrics], None] | None = None,
     ) -> None:
@@ -170,5 +170,7 @@ class Objective:
             if book.on_epoch(metrics):
                 return
             if self.checkpoints is not None:
-                self.checkpoints.save(study_name, key, run.state())
+                self.checkpoints.save(study_name, key, run.state)
+            if self.preemption.requested and self.checkpoints is not None:
+                self.checkpoints.flush()  # the next worker resumes from this epoch
             self.preemption.check()

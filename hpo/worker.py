@@ -21,14 +21,18 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.checkpoints import CHECKPOINT_ENV, DEFAULT_CHECKPOINT_DIR, CheckpointStore
+from hpo.checkpoints import (
+    CHECKPOINT_ENV,
+    DEFAULT_CHECKPOINT_DIR,
+    AsyncCheckpoints,
+    CheckpointStore,
+)
 from hpo.data import study_data, study_pipeline
 from hpo.device import resolve_device
 from hpo.errors import UsageError
@@ -108,8 +112,10 @@ def _work(
         raise UsageError(f"--speed: {error}") from None
     data = study_data(config)
     pipeline = study_pipeline(config, data, device)
-    checkpoints = CheckpointStore(
-        options.checkpoint_dir or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+    checkpoints = AsyncCheckpoints(
+        CheckpointStore(
+            options.checkpoint_dir or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+        )
     )
     progress = EpochProgress(config.epochs)
     objective = Objective(
@@ -127,7 +133,7 @@ def _work(
         f"worker {os.getpid()}: study {options.study_name!r} ({config.sampler}, "
         f"{config.dataset}, preset {config.preset}) on {device} "
         f"[{', '.join(speed.names()) or 'plain fp32'}], {pipeline.train_size} training images, "
-        f"checkpoints in {Path(checkpoints.root).resolve()}"
+        f"checkpoints in {checkpoints.store.root.resolve()}"
     )
     states: Counter[str] = Counter()
     failures_in_a_row = 0
@@ -148,11 +154,13 @@ def _work(
             queue_empty = True
         except Preempted:
             number = objective.last_trial_number
+            checkpoints.flush()
             _requeue(study, number)
             raise WorkerPreempted(
                 "SIGTERM: stopped" + (f"; trial {number} handed back" if number is not None else "")
             ) from None
         except KeyboardInterrupt:
+            checkpoints.flush()
             _requeue(study, objective.last_trial_number)
             raise
         except UpdateFinishedTrialError:

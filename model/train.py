@@ -155,13 +155,24 @@ class Training:
             self.history.append(metrics)
             yield metrics
 
-    def state(self) -> TrainState:
-        """A copy of the run's state on the CPU (safe to write while training goes on)."""
+    def state(self, into: TrainState | None = None) -> TrainState:
+        """A copy of the run's state in host memory (safe to write while training goes on).
+
+        With `into` (an earlier copy no longer in use), the tensors are copied into its memory
+        instead of freshly allocated ones: per-epoch checkpoints then cost one memcpy.
+        """
         cuda = self.pipeline.device.type == "cuda"
+        network = self.network.state_dict()
+        optimizer = self.optimizer.state_dict()
+        reuse = (
+            into is not None
+            and _same_layout(into.network, network)
+            and _same_layout(into.optimizer, optimizer)
+        )
         return TrainState(
             history=list(self.history),
-            network=_to_cpu(self.network.state_dict()),
-            optimizer=_to_cpu(self.optimizer.state_dict()),
+            network=_copy_into(into.network, network) if reuse else _to_cpu(network),
+            optimizer=_copy_into(into.optimizer, optimizer) if reuse else _to_cpu(optimizer),
             scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
             cpu_rng=torch.get_rng_state(),
             data_rng=self.generator.get_state(),
@@ -178,6 +189,42 @@ class Training:
         if state.cuda_rng is not None and self.pipeline.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.pipeline.device)
         self.history = list(state.history)
+
+
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool)
+
+
+def _same_layout(old: Any, new: Any) -> bool:
+    if isinstance(new, torch.Tensor):
+        return isinstance(old, torch.Tensor) and old.shape == new.shape and old.dtype == new.dtype
+    if isinstance(new, dict):
+        return (
+            isinstance(old, dict)
+            and old.keys() == new.keys()
+            and all(_same_layout(old[k], new[k]) for k in new)
+        )
+    if isinstance(new, list):
+        return (
+            isinstance(old, list)
+            and len(old) == len(new)
+            and all(_same_layout(a, b) for a, b in zip(old, new, strict=True))
+        )
+    return True
+
+
+def _copy_into(old: Any, new: Any) -> Any:
+    if isinstance(new, torch.Tensor):
+        if new.device.type == "cpu" and new.dtype in _NUMPY_DTYPES:
+            # A plain single-threaded memcpy: torch's parallel copy first wakes its idle thread
+            # pool, which measured ~7 ms against 0.6 ms for 10 MB after a GPU-length pause.
+            old.numpy()[...] = new.detach().numpy()
+            return old
+        return old.copy_(new.detach())
+    if isinstance(new, dict):
+        return {key: _copy_into(old[key], item) for key, item in new.items()}
+    if isinstance(new, list):
+        return [_copy_into(a, b) for a, b in zip(old, new, strict=True)]
+    return new
 
 
 def _to_cpu(value: Any) -> Any:

@@ -242,11 +242,18 @@ def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> N
         ]
     )
     study = optuna.load_study(study_name="tpe", storage=postgres_url)
-    finished = [t for t in study.trials if t.state.is_finished()]
-    distinct = len({tuple(sorted(t.params.items())) for t in finished})
-    print(f"TPE budget 10 with 4 workers: {len(study.trials)} trials, {distinct} distinct points")
-    assert len(study.trials) == len(finished) == 10
-    assert distinct == 10  # each worker samples with its own seed
+    done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    retried = {t.system_attrs.get("failed_trial") for t in study.trials} - {None}
+    distinct = len({tuple(sorted(t.params.items())) for t in done})
+    print(
+        f"TPE budget 10 with 4 workers: {len(done)} finished, {len(failed)} failed and retried "
+        f"(late heartbeats on 2 busy cores), {distinct} distinct points"
+    )
+    # The budget counts slots: a retry reruns its slot, it does not take a new one.
+    assert len(done) == 10 and distinct == 10  # each worker samples with its own seed
+    assert all(t.number in retried for t in failed)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
 def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -> None:

@@ -147,3 +147,26 @@ def test_graphed_steps_capture_once_per_epoch_after_warm_up() -> None:
             runner(torch.zeros(size, 1), torch.zeros(size))
     assert calls == [4, 4, 4, 4, 4, 2] * 2  # every batch once: warm-ups are real steps
     assert runner.captures == 2
+
+
+def test_resuming_from_a_saved_state_continues_bit_for_bit(tmp_path) -> None:
+    """Stop after epoch 2, write the state to disk and read it back (reusing buffers, as the
+    checkpoint writer does), continue: the same epochs as a run never stopped."""
+    from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
+    from model.train import Training
+
+    config = _config(max_epochs=5)
+    _, uninterrupted = train(config, _pipeline(), 10)
+    first = Training(config, _pipeline(), 10)
+    store = AsyncCheckpoints(CheckpointStore(tmp_path))
+    for metrics in first.epochs():
+        store.save("s", 0, first.state)  # alternating buffers from the third save on
+        if metrics.epoch == 3:
+            break
+    resumed = Training(config, _pipeline(), 10, resume=store.load("s", 0))
+    assert [m.epoch for m in resumed.history] == [1, 2, 3]
+    rest = list(resumed.epochs())
+    assert [m.test_loss for m in resumed.history] == [m.test_loss for m in uninterrupted]
+    assert [m.epoch for m in rest] == [4, 5]
+    store.remove("s", 0)
+    assert not list(tmp_path.rglob("*.pt"))
