@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from hpo.checkpoints import AsyncCheckpoints, lineage
 from hpo.config import StudyConfig
@@ -88,6 +90,13 @@ def _json_float(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+TAKEOVER_CHECK_S = 10.0  # how often a running trial checks that it is still its worker's
+
+
+class TakenOver(Exception):
+    """Another worker failed this trial (its heartbeat looked stale) and queued it again."""
+
+
 class Objective:
     """Callable objective for `study.optimize`, holding the device data across trials.
 
@@ -150,6 +159,7 @@ class Objective:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        self._check_still_ours(trial)  # else the retry needs the checkpoint: leave it
         for name, value in book.user_attrs().items():
             trial.set_user_attr(name, value)
         if self.checkpoints is not None:
@@ -158,8 +168,14 @@ class Objective:
             raise optuna.TrialPruned(f"{book.stop_reason} at epoch {book.epochs_run}")
         return book.best.test_loss
 
+    def _check_still_ours(self, trial: optuna.Trial) -> None:
+        # Reporting to a trial that another worker failed raises nothing, so ask the database.
+        if trial.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            raise TakenOver(f"trial {trial.number} was taken over by another worker")
+
     def _train(self, run: Training, book: EpochBook, study_name: str, key: int) -> None:
         epochs = run.epochs()
+        last_check = time.monotonic()
         while True:
             with self.preemption.interruptible():
                 metrics = next(epochs, None)
@@ -171,6 +187,9 @@ class Objective:
                 return
             if self.checkpoints is not None:
                 self.checkpoints.save(study_name, key, run.state)
+            if time.monotonic() - last_check > TAKEOVER_CHECK_S:
+                self._check_still_ours(book.trial)
+                last_check = time.monotonic()
             if self.preemption.requested and self.checkpoints is not None:
                 self.checkpoints.flush()  # the next worker resumes from this epoch
             self.preemption.check()

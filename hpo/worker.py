@@ -36,7 +36,7 @@ from hpo.checkpoints import (
 from hpo.data import study_data, study_pipeline
 from hpo.device import resolve_device
 from hpo.errors import UsageError
-from hpo.objective import Objective
+from hpo.objective import Objective, TakenOver
 from hpo.preemption import Preempted, Preemption
 from hpo.progress import EpochProgress
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
@@ -163,10 +163,17 @@ def _work(
             checkpoints.flush()
             _requeue(study, objective.last_trial_number)
             raise
-        except UpdateFinishedTrialError:
+        except (TakenOver, UpdateFinishedTrialError):
             # Our heartbeat looked stale to another worker, which failed and queued our trial.
             say(f"trial {objective.last_trial_number} was taken over by another worker; moving on")
         except Exception as error:
+            if _queued_again(study, objective.last_trial_number):
+                # Taken over: Optuna's own `tell` then fails ("Cannot tell a FAIL trial").
+                say(
+                    f"trial {objective.last_trial_number} was taken over by another worker; "
+                    "moving on"
+                )
+                continue
             _requeue(study, objective.last_trial_number)
             states["FAIL"] += 1
             failures_in_a_row += 1
@@ -204,8 +211,15 @@ def _requeue(study: WorkQueueStudy, number: int | None) -> None:
         except UpdateFinishedTrialError:
             return  # another worker finished it (and queued it again) meanwhile
         trial = study.get_trials(deepcopy=False)[number]
-    if trial.state == TrialState.FAIL:
+    if trial.state == TrialState.FAIL and not _queued_again(study, number):
         _retry_callback()(study, trial)
+
+
+def _queued_again(study: optuna.Study, number: int | None) -> bool:
+    """Whether a retry of trial `number` exists already (made by whoever failed it)."""
+    return number is not None and any(
+        number in t.system_attrs.get("retry_history", []) for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _retry_callback() -> RetryHeartbeatStaleTrialCallback:

@@ -295,3 +295,70 @@ def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -
     assert "exited -9; restarting in 2 s (restart 1 of 5)" in out
     assert all(line.startswith("[") for line in out.splitlines())  # every line prefixed
     assert_grid_exactly_once(postgres_url, "grid")
+
+
+def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_url: str) -> None:
+    """Another worker judged our heartbeat stale, failed our trial and queued it again: we must
+    not crash, and the retry resumes from our checkpoint."""
+    from hpo.worker import MAX_RETRIES
+    from storage import open_storage
+
+    create(postgres_url, "resume", tmp_path, *ONE_TRIAL)
+    worker = start_worker(postgres_url, "resume", tmp_path, "--grace", "600")
+    wait_for_epoch(postgres_url, "resume", 3)
+    storage = open_storage(postgres_url)
+    study = optuna.load_study(study_name="resume", storage=storage)
+    running = study.get_trials(states=(TrialState.RUNNING,))[0]
+    assert storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, running)
+    out = finish([worker])[0]
+    assert f"trial {running.number} was taken over by another worker; moving on" in out
+    done = optuna.load_study(study_name="resume", storage=postgres_url).get_trials(
+        states=(TrialState.COMPLETE,)
+    )
+    assert len(done) == 1 and done[0].user_attrs["resumed_from_epoch"] >= 2
+    print(
+        f"taken over at epoch {len(running.intermediate_values)}: the worker moved on and "
+        f"resumed the retry from epoch {done[0].user_attrs['resumed_from_epoch']}"
+    )
+
+
+def test_launcher_passes_sigterm_on_and_trials_are_handed_back(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    create(postgres_url, "grid", tmp_path, "--subset", "256", "--epochs", "20")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "launch",
+            "--storage",
+            postgres_url,
+            "--study",
+            "grid",
+            "--cpu",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_epoch(postgres_url, "grid", 2)
+    launcher.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    out, _ = launcher.communicate(timeout=60)
+    seconds = time.monotonic() - started
+    print(f"launcher stopped {seconds:.1f} s after SIGTERM")
+    assert launcher.returncode == 143, out[-2000:]
+    assert out.count("stopped (exit 143)") == 2
+    study = optuna.load_study(study_name="grid", storage=postgres_url)
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # every trial handed back
+    assert len(study.get_trials(states=(TrialState.WAITING,))) >= 128 - len(
+        study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    )
