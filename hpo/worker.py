@@ -43,6 +43,7 @@ from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_
 from hpo.text import describe_trial
 from model.speed import parse_speed
 from storage import open_storage
+from storage.resilient import with_retries
 from storage.sqlite_lock import one_worker_per_sqlite_file
 
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
@@ -91,7 +92,7 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             options.storage_url,
             heartbeat_interval=options.heartbeat_s,
             grace_period=options.grace_s,
-            stale_trial_callback=_retry_callback(),
+            stale_trial_callback=_retry_callback(options.outage_s),
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
@@ -143,7 +144,7 @@ def _work(
         states[trial.state.name] += 1
         say(describe_trial(trial, best_trial(study)))
 
-    retry_dead_trials(study, options.grace_s, _retry_callback())
+    retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
     while options.max_trials is None or states.total() < options.max_trials:
         objective.last_trial_number = None
         queue_empty = False
@@ -155,13 +156,13 @@ def _work(
         except Preempted:
             number = objective.last_trial_number
             checkpoints.flush()
-            _requeue(study, number)
+            _requeue(study, number, options.outage_s)
             raise WorkerPreempted(
                 "SIGTERM: stopped" + (f"; trial {number} handed back" if number is not None else "")
             ) from None
         except KeyboardInterrupt:
             checkpoints.flush()
-            _requeue(study, objective.last_trial_number)
+            _requeue(study, objective.last_trial_number, options.outage_s)
             raise
         except (TakenOver, UpdateFinishedTrialError):
             # Our heartbeat looked stale to another worker, which failed and queued our trial.
@@ -174,7 +175,7 @@ def _work(
                     "moving on"
                 )
                 continue
-            _requeue(study, objective.last_trial_number)
+            _requeue(study, objective.last_trial_number, options.outage_s)
             states["FAIL"] += 1
             failures_in_a_row += 1
             say(f"trial {objective.last_trial_number} failed: {type(error).__name__}: {error}")
@@ -191,7 +192,7 @@ def _work(
                     time.sleep(options.poll_s)
             except Preempted:
                 raise WorkerPreempted("SIGTERM: stopped while waiting for trials") from None
-            retry_dead_trials(study, options.grace_s, _retry_callback())
+            retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
     return WorkerSummary(states, time.perf_counter() - started)
 
 
@@ -199,7 +200,7 @@ def _others_running(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _requeue(study: WorkQueueStudy, number: int | None) -> None:
+def _requeue(study: WorkQueueStudy, number: int | None, outage_s: float) -> None:
     """Queue a failed trial's parameters again so the grid point or budget slot is not lost."""
     if number is None:
         return
@@ -211,8 +212,8 @@ def _requeue(study: WorkQueueStudy, number: int | None) -> None:
         except UpdateFinishedTrialError:
             return  # another worker finished it (and queued it again) meanwhile
         trial = study.get_trials(deepcopy=False)[number]
-    if trial.state == TrialState.FAIL and not _queued_again(study, number):
-        _retry_callback()(study, trial)
+    if trial.state == TrialState.FAIL:
+        _retry_callback(outage_s)(study, trial)
 
 
 def _queued_again(study: optuna.Study, number: int | None) -> bool:
@@ -222,5 +223,17 @@ def _queued_again(study: optuna.Study, number: int | None) -> bool:
     )
 
 
-def _retry_callback() -> RetryHeartbeatStaleTrialCallback:
-    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+def _retry_callback(outage_s: float = 0.0) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Optuna's retry (queue a failed trial again, at most MAX_RETRIES times), made safe to repeat:
+    a retry that exists already is not queued twice, so the call can wait out a database outage
+    (storage.resilient) even if an attempt committed before its connection was cut."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+
+    def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+        def attempt() -> None:
+            if not _queued_again(study, trial.number):
+                retry(study, trial)
+
+        with_retries(attempt, outage_s, "queue a failed trial again")
+
+    return queue_again

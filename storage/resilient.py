@@ -31,8 +31,11 @@ _RETRIED = (
     "get_study_system_attrs",
     "get_study_directions",
     "get_all_studies",
+    "get_study_name_from_id",
     "get_trial",
     "get_all_trials",
+    "_get_trials",  # what Optuna's trial cache reads through
+    "_get_best_trial_id",
     "get_n_trials",
     "get_trial_id_from_study_id_trial_number",
     "get_best_trial",
@@ -64,10 +67,10 @@ class ResilientRDBStorage(RDBStorage):
             finally:
                 first = False
 
-        return _with_retries(attempt, self.outage_s, "set_trial_state_values")
+        return with_retries(attempt, self.outage_s, "set_trial_state_values")
 
 
-def _with_retries(call: Callable[[], T], outage_s: float, name: str) -> T:
+def with_retries(call: Callable[[], T], outage_s: float, name: str) -> T:
     deadline = time.monotonic() + outage_s
     delay = 0.5
     while True:
@@ -91,7 +94,7 @@ def _retrying(name: str) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return _with_retries(lambda: method(self, *args, **kwargs), self.outage_s, name)
+        return with_retries(lambda: method(self, *args, **kwargs), self.outage_s, name)
 
     return wrapper
 
