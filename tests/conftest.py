@@ -7,6 +7,7 @@ the servers are part of the machine and a skip would hide a broken test.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -94,3 +95,10 @@ def run_hpo(
         timeout=timeout,
     )
     return Completed(result.returncode, result.stdout, result.stderr)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.slow
@@ -131,14 +130,8 @@ def test_report_renders_its_figures_offline(worker_study: str, tmp_path: Path) -
     assert "browser-study" in dom
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "hpo", "dashboard", "--storage", worker_study, "--port", str(port)],
         stdout=subprocess.PIPE,

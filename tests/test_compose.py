@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, run_hpo
+from tests.conftest import REPO, free_port, run_hpo
 
 COMPOSE = REPO / "docker-compose.yml"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$\$")
@@ -72,12 +71,6 @@ def test_compose_file_structure() -> None:
     assert (REPO / "Dockerfile").read_text().count('ENTRYPOINT ["hpo"]') == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _command(service: dict) -> list[str]:
     command = service["command"]
     return shlex.split(command) if isinstance(command, str) else list(command)
@@ -86,7 +79,7 @@ def _command(service: dict) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.server
 def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         "HPO_DB_USER": "postgres",
         "HPO_DB_HOST": "127.0.0.1",

@@ -54,6 +54,33 @@ def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> subprocess
     )
 
 
+def start_launcher(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
+    """`hpo launch` with 2 CPU workers."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo",
+            "launch",
+            "--storage",
+            storage,
+            "--study",
+            study,
+            "--cpu",
+            "2",
+            "--checkpoint-dir",
+            str(cwd / "checkpoints"),
+            *extra,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def create(storage: str, study: str, cwd: Path, *args: str) -> None:
     result = run_hpo(
         "create", "--storage", storage, "--study", study, "--dataset", "synthetic", *args, cwd=cwd
@@ -258,32 +285,7 @@ def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> N
 
 def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -> None:
     create(postgres_url, "grid", tmp_path, "--subset", "32", "--epochs", "2")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo",
-            "launch",
-            "--storage",
-            postgres_url,
-            "--study",
-            "grid",
-            "--cpu",
-            "2",
-            "--heartbeat",
-            "1",
-            "--grace",
-            "3",
-            "--checkpoint-dir",
-            str(tmp_path / "checkpoints"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    launcher = start_launcher(postgres_url, "grid", tmp_path, "--heartbeat", "1", "--grace", "3")
     wait_for_epoch(postgres_url, "grid", 1)
     children = subprocess.run(
         ["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True
@@ -327,28 +329,7 @@ def test_launcher_passes_sigterm_on_and_trials_are_handed_back(
     tmp_path: Path, postgres_url: str
 ) -> None:
     create(postgres_url, "grid", tmp_path, "--subset", "256", "--epochs", "20")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo",
-            "launch",
-            "--storage",
-            postgres_url,
-            "--study",
-            "grid",
-            "--cpu",
-            "2",
-            "--checkpoint-dir",
-            str(tmp_path / "checkpoints"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    launcher = start_launcher(postgres_url, "grid", tmp_path)
     wait_for_epoch(postgres_url, "grid", 2)
     launcher.send_signal(signal.SIGTERM)
     started = time.monotonic()
