@@ -17,9 +17,9 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
-from plotly.offline import get_plotlyjs
 
 from hpo.export import export_of
+from hpo.page import figure_html, html_page, section, table_html
 from hpo.search_space import BATCH_SIZES, LEARNING_RATES
 from hpo.study import best_trial, load_config
 
@@ -34,27 +34,28 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     best = best_trial(study)
     export = export_of(study_name, best, config) if best is not None else None
     sections = [
-        _section("Best configuration", _best_table(export)),
-        _section("Trials by state and stop reason", _figure(_counts_figure(trials))),
-        _section(f"Top {TOP_TRIALS} trials", _top_table(complete)),
-        _section("Optimization history", _figure(_history_figure(complete))),
-        _section(
-            "Test-loss curves of all trials (best in red)", _figure(_curves_figure(trials, best))
+        section("Best configuration", _best_table(export)),
+        section("Trials by state and stop reason", figure_html(_counts_figure(trials))),
+        section(f"Top {TOP_TRIALS} trials", _top_table(complete)),
+        section("Optimization history", figure_html(_history_figure(complete))),
+        section(
+            "Test-loss curves of all trials (best in red)",
+            figure_html(_curves_figure(trials, best)),
         ),
     ]
     if best is not None:
         sections.append(
-            _section(
+            section(
                 f"Best trial {best.number}: loss and accuracy per epoch",
-                _figure(_best_curves_figure(best)),
+                figure_html(_best_curves_figure(best)),
             )
         )
     sections += [
-        _section("Hyper-parameter importance", _importance(study, complete)),
-        _section(
-            "Best test loss by learning rate and batch size", _figure(_heatmap_figure(complete))
+        section("Hyper-parameter importance", _importance(study, complete)),
+        section(
+            "Best test loss by learning rate and batch size", figure_html(_heatmap_figure(complete))
         ),
-        _section("Parallel coordinates", _figure(_parallel_figure(complete))),
+        section("Parallel coordinates", figure_html(_parallel_figure(complete))),
     ]
     title = f"hpo report: {study_name}"
     subtitle = (
@@ -62,44 +63,7 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         f"{config.epochs} epochs, patience {config.patience}; {len(trials)} trials; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    return _page(title, subtitle, sections)
-
-
-def _page(title: str, subtitle: str, sections: list[str]) -> str:
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right}th{background:#eee}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>"
-        + "".join(sections)
-        + "</body></html>"
-    )
-
-
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
-
-
-def _figure(figure: go.Figure) -> str:
-    figure.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=50))
-    return figure.to_html(full_html=False, include_plotlyjs=False)
-
-
-def _table(header: list[str], rows: list[list[Any]], row_id: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
-    return f"<table id='{row_id}'><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "–" if value is None else str(value)
+    return html_page(title, subtitle, sections)
 
 
 def _best_table(export: dict[str, Any] | None) -> str:
@@ -109,7 +73,7 @@ def _best_table(export: dict[str, Any] | None) -> str:
         [key, f"{100 * value:.2f}%" if key == "test_accuracy" else value]
         for key, value in export.items()
     ]
-    return _table(["", "value"], rows, row_id="best")
+    return table_html(["", "value"], rows, row_id="best")
 
 
 def _top_table(complete: list[FrozenTrial]) -> str:
@@ -128,7 +92,7 @@ def _top_table(complete: list[FrozenTrial]) -> str:
         ]
         for t in ranked
     ]
-    return _table(
+    return table_html(
         [
             "trial",
             "learning rate",
@@ -241,7 +205,7 @@ def _importance(study: optuna.Study, complete: list[FrozenTrial]) -> str:
         return f"<p>Not available: {html.escape(str(error))}</p>"
     figure = go.Figure(go.Bar(x=list(importances.values()), y=list(importances), orientation="h"))
     figure.update_layout(xaxis_title="importance (mean decrease in impurity)")
-    return _figure(figure)
+    return figure_html(figure)
 
 
 def _nearest(value: float, choices: tuple[float, ...]) -> float:

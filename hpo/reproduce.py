@@ -8,18 +8,17 @@ accuracy at that epoch, the gap) and the curves, in the terminal and as an HTML 
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from hpo.config import StudyConfig
 from hpo.data import study_data, study_pipeline
 from hpo.export import write_text
+from hpo.page import figure_html, html_page, table_html
 from hpo.progress import EpochProgress
 from model.presets import PRESETS
 from model.speed import SpeedOptions
@@ -87,23 +86,39 @@ def reproduce(
     return results
 
 
+COLUMNS = ("stage", "best test acc", "at epoch", "train acc", "gap", "lowest test loss", "at epoch")
+_WIDTHS = (11, 14, 10, 11, 8, 18, 10)
+
+
 def table_header() -> str:
-    return (
-        f"{'stage':<11}{'best test acc':>14}{'at epoch':>10}{'train acc':>11}{'gap':>8}"
-        f"{'lowest test loss':>18}{'at epoch':>10}"
+    return "".join(
+        f"{name:<{width}}" if i == 0 else f"{name:>{width}}"
+        for i, (name, width) in enumerate(zip(COLUMNS, _WIDTHS, strict=True))
     )
 
 
-def _row(result: StageResult) -> str:
+def _cells(result: StageResult) -> list[str]:
+    """One row of the seed-style table, shared by the terminal and the HTML page."""
     best = result.best
     lowest = best_epoch(result.history)
     if best is None or lowest is None:
-        return f"{result.preset:<11}{'diverged':>14}"
+        return [result.preset, "diverged"]
     gap = best.train_accuracy - best.test_accuracy
-    return (
-        f"{result.preset:<11}{100 * best.test_accuracy:>13.2f}%{best.epoch:>10}"
-        f"{100 * best.train_accuracy:>10.2f}%{100 * gap:>7.2f}%{lowest.test_loss:>18.4f}"
-        f"{lowest.epoch:>10}"
+    return [
+        result.preset,
+        f"{100 * best.test_accuracy:.2f}%",
+        str(best.epoch),
+        f"{100 * best.train_accuracy:.2f}%",
+        f"{100 * gap:.2f}%",
+        f"{lowest.test_loss:.4f}",
+        str(lowest.epoch),
+    ]
+
+
+def _row(result: StageResult) -> str:
+    return "".join(
+        f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+        for i, (cell, width) in enumerate(zip(_cells(result), _WIDTHS, strict=False))
     )
 
 
@@ -141,35 +156,9 @@ def _page(results: list[StageResult], options: ReproduceOptions) -> str:
             line=dict(dash="dash"),
         )
     figure.update_yaxes(type="log", row=1, col=2)
-    figure.update_layout(height=500)
-    rows = "".join(
-        f"<tr><td>{html.escape(line[:11].strip())}</td>"
-        + "".join(f"<td>{html.escape(cell)}</td>" for cell in line[11:].split())
-        + "</tr>"
-        for line in (_row(r) for r in results)
-    )
-    header = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "stage",
-            "best test acc",
-            "at epoch",
-            "train acc",
-            "gap",
-            "lowest test loss",
-            "at epoch",
-        )
-    )
     title = (
         f"The seed's stages on {options.dataset}: {options.epochs} epochs, learning rate "
         f"{options.learning_rate}, batch {options.batch_size}, seed {options.seed}"
     )
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><script>{get_plotlyjs()}</script>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{border:1px solid "
-        "#ccc;padding:3px 8px}table{border-collapse:collapse}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table id='stages'><tr>{header}</tr>{rows}</table>"
-        + figure.to_html(full_html=False, include_plotlyjs=False)
-        + "</body></html>"
-    )
+    table = table_html(list(COLUMNS), [_cells(r) for r in results], row_id="stages")
+    return html_page(title, "", [table, figure_html(figure)])
