@@ -14,6 +14,7 @@ import optuna
 
 from hpo.config import PRUNERS, SAMPLERS, StudyConfig
 from hpo.errors import UsageError
+from hpo.launcher import DEFAULT_MAX_RESTARTS, DEFAULT_PER_GPU
 from model.datasets import DATASETS
 from model.presets import DEFAULT_PRESET, PRESETS
 from model.speed import FAST_PATHS
@@ -158,14 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument(
         "--per-gpu",
         type=_positive_int,
-        default=8,
-        help="workers per GPU (default 8: the best measured throughput)",
+        default=DEFAULT_PER_GPU,
+        help=f"workers per GPU (default {DEFAULT_PER_GPU}: the best measured throughput)",
     )
     launch.add_argument("--cpu", type=_positive_int, help="run N CPU workers instead of GPUs")
     launch.add_argument(
         "--max-restarts",
         type=int,
-        default=5,
+        default=DEFAULT_MAX_RESTARTS,
         help="restarts of a crashed worker before giving up on it",
     )
     _add_worker_tuning(launch, passed_on=True)
@@ -351,16 +352,12 @@ def _worker(args: argparse.Namespace, storage_url: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hpo.device import resolve_device
+    from hpo.device import resolve_device, resolve_speed
     from hpo.retrain import read_params, retrain
-    from model.speed import parse_speed
 
     params = read_params(args.params)
     device = resolve_device(args.device)
-    try:
-        speed = parse_speed(args.speed, device)
-    except ValueError as error:
-        raise UsageError(f"--speed: {error}") from None
+    speed = resolve_speed(args.speed, device)
     if args.out is not None and not args.out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.out}: folder {args.out.parent} does not exist")
     retrain(params, device, args.data_dir, args.seed, speed, args.out)
@@ -368,19 +365,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from hpo.device import resolve_device
+    from hpo.device import resolve_device, resolve_speed
     from hpo.reproduce import ReproduceOptions, reproduce, table_header
-    from model.speed import parse_speed
 
     if not 0 < args.learning_rate <= 10:
         raise UsageError(f"--learning-rate must be in (0, 10], got {args.learning_rate}")
     if not args.output.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.output}: folder {args.output.parent} does not exist")
     device = resolve_device(args.device)
-    try:
-        speed = parse_speed(args.speed, device)
-    except ValueError as error:
-        raise UsageError(f"--speed: {error}") from None
+    speed = resolve_speed(args.speed, device)
     options = ReproduceOptions(
         args.dataset,
         args.data_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from hpo.errors import UsageError
+from model.speed import SpeedOptions, parse_speed
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -24,3 +25,11 @@ def resolve_device(spec: str) -> torch.device:
             )
         return torch.device(spec)
     raise UsageError(f"invalid --device {spec!r}; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_speed(spec: str, device: torch.device) -> SpeedOptions:
+    """`--speed` for `device` (see model.speed.parse_speed), as a usage error when unknown."""
+    try:
+        return parse_speed(spec, device)
+    except ValueError as error:
+        raise UsageError(f"--speed: {error}") from None

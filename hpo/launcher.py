@@ -23,6 +23,7 @@ from hpo.errors import UsageError
 from storage.urls import parse_storage_url
 
 DEFAULT_PER_GPU = 8  # the best throughput measured on one H200 (BENCHMARKS.md, benchmark 3)
+DEFAULT_MAX_RESTARTS = 5
 EXIT_DONE = 0
 EXIT_USAGE = 2
 STOP_TIMEOUT_S = 30.0
@@ -35,7 +36,7 @@ class LaunchOptions:
     gpus: tuple[str, ...] = ()
     per_gpu: int = DEFAULT_PER_GPU
     cpu_workers: int = 0
-    max_restarts: int = 5
+    max_restarts: int = DEFAULT_MAX_RESTARTS
     backoff_s: float = 2.0
     worker_args: tuple[str, ...] = ()  # passed on to every `hpo worker`
 

@@ -34,14 +34,13 @@ from hpo.checkpoints import (
     CheckpointStore,
 )
 from hpo.data import study_data, study_pipeline
-from hpo.device import resolve_device
+from hpo.device import resolve_device, resolve_speed
 from hpo.errors import UsageError
 from hpo.objective import Objective, TakenOver
 from hpo.preemption import Preempted, Preemption
 from hpo.progress import EpochProgress
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
 from hpo.text import describe_trial
-from model.speed import parse_speed
 from storage import open_storage
 from storage.resilient import with_retries
 from storage.sqlite_lock import one_worker_per_sqlite_file
@@ -107,10 +106,7 @@ def _work(
 ) -> WorkerSummary:
     config = study.config
     device = resolve_device(options.device)
-    try:
-        speed = parse_speed(options.speed, device)
-    except ValueError as error:
-        raise UsageError(f"--speed: {error}") from None
+    speed = resolve_speed(options.speed, device)
     data = study_data(config)
     pipeline = study_pipeline(config, data, device)
     checkpoints = AsyncCheckpoints(
