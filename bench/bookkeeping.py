@@ -7,8 +7,9 @@ Then one trial is timed per epoch:
 - Optuna's defaults: `report` + `should_prune` with the default MedianPruner (which reads every
   trial of the study) + the epoch curves saved as a user attr + `torch.save` of the training
   state (the checkpoint a crash-safe script needs), as a plain objective would do;
-- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read) + the state
-  copied to host memory and handed to the background checkpoint writer.
+- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read + the curves
+  handed to the background writer that shows them live in the dashboard) + the state copied to
+  host memory and handed to the background checkpoint writer.
 The training state is the real one of the seed CNN (final preset): about 10 MB. Between two
 epochs the benchmark sleeps for `--epoch-seconds` (the training, not timed).
 """
@@ -26,6 +27,7 @@ import optuna
 import torch
 
 from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
+from hpo.live_curves import LiveCurves
 from hpo.objective import EpochBook
 from hpo.pruning import build_pruner
 from model.datasets import augment_spec, make_synthetic
@@ -81,6 +83,8 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
         trial = study.ask()
         trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
         book = EpochBook(trial, patience=10_000, max_epochs=10_000)
+        if label == "ours":
+            book.live = LiveCurves(storage, trial._trial_id)
         curves: list[float] = []
         costs = []
         for epoch in range(1, epochs + 1):
@@ -93,6 +97,8 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
                 optuna_defaults(trial, epoch, curves)
             costs.append(time.perf_counter() - started)
         checkpoints.flush()
+        if book.live is not None:
+            book.live.close()
         study.tell(trial, 0.0)
         results[label] = statistics.median(costs) * 1000
     optuna.delete_study(study_name=name, storage=storage)

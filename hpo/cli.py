@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
     dashboard.add_argument("--port", type=_positive_int, default=8080)
+    dashboard.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="folder for files uploaded through the dashboard (default: uploads are refused; "
+        "each trial's learning-curve figure needs no folder)",
+    )
 
     command("summary", "the seed's Q10 table of the network's layers and weights", study=False)
     return parser
@@ -262,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "dashboard":
         from hpo.dashboard import serve_dashboard
 
-        serve_dashboard(storage_url, args.host, args.port)
+        serve_dashboard(storage_url, args.host, args.port, args.artifact_dir)
         return 0
     from storage import open_storage
 

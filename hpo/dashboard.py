@@ -1,14 +1,18 @@
 """`hpo dashboard`: optuna-dashboard on the study storage, on the loopback interface by default.
 
 optuna-dashboard has no authentication and its API can delete studies, so anything but a
-loopback address gets a warning.
+loopback address gets a warning. Its artifact store draws each trial's learning curves from the
+database (hpo.trial_figure); `artifact_dir` keeps files uploaded through the dashboard.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from pathlib import Path
 
+from hpo.errors import UsageError
+from hpo.trial_figure import CurvesArtifactStore
 from storage import open_storage
 
 LOOPBACK_NAMES = ("localhost",)
@@ -24,15 +28,26 @@ def is_loopback(host: str) -> bool:
 
 
 def serve_dashboard(
-    storage_url: str, host: str, port: int, say: Callable[[str], None] = print
+    storage_url: str,
+    host: str,
+    port: int,
+    artifact_dir: Path | None = None,
+    say: Callable[[str], None] = print,
 ) -> None:
     import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
 
     storage = open_storage(storage_url)
+    files = None
+    if artifact_dir is not None:
+        if not artifact_dir.is_dir():
+            raise UsageError(f"--artifact-dir {artifact_dir}: no such folder")
+        files = FileSystemArtifactStore(str(artifact_dir))
     if not is_loopback(host):
         say(
             f"warning: optuna-dashboard has no authentication and its API can delete studies; "
             f"listening on {host} exposes it to every machine that can reach this one"
         )
     say(f"optuna-dashboard on http://{host}:{port}/ for {storage_url} (Ctrl-C stops it)")
-    optuna_dashboard.run_server(storage, host=host, port=port)
+    artifacts = CurvesArtifactStore(storage, files)
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifacts)

@@ -14,8 +14,10 @@ from optuna.trial import TrialState
 
 from hpo.checkpoints import AsyncCheckpoints, lineage
 from hpo.config import StudyConfig
+from hpo.live_curves import LIVE_CURVES_INTERVAL_S, LiveCurves
 from hpo.preemption import Preemption
 from hpo.search_space import suggest
+from hpo.trial_figure import register_curves_artifact
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions
@@ -43,12 +45,15 @@ class EpochBook:
     epochs_run: int = 0
     stop_reason: str | None = None
     curves: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in CURVE_KEYS})
+    live: LiveCurves | None = None  # shows the curves while the trial runs
 
     def on_epoch(self, metrics: EpochMetrics) -> bool:
         """Record one epoch; True stops training."""
         self.epochs_run = metrics.epoch
         for key in CURVE_KEYS:
             self.curves[key].append(getattr(metrics, key))
+        if self.live is not None:
+            self.live.publish(self.json_curves())
         if not metrics.finite:
             self.stop_reason = "diverged"
             return True
@@ -70,9 +75,7 @@ class EpochBook:
         attrs: dict[str, object] = {
             "epochs_run": self.epochs_run,
             "stop_reason": self.stop_reason,
-            "curves": {
-                key: [_json_float(v) for v in values] for key, values in self.curves.items()
-            },
+            "curves": self.json_curves(),
         }
         if self.best is not None:
             attrs.update(
@@ -83,6 +86,9 @@ class EpochBook:
                 train_accuracy=self.best.train_accuracy,
             )
         return attrs
+
+    def json_curves(self) -> dict[str, list[float | None]]:
+        return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}
 
 
 def _json_float(value: float) -> float | None:
@@ -114,6 +120,7 @@ class Objective:
         checkpoints: AsyncCheckpoints | None = None,
         preemption: Preemption | None = None,
         progress: Callable[[int, EpochMetrics], None] | None = None,
+        live_curves_s: float | None = LIVE_CURVES_INTERVAL_S,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -122,6 +129,7 @@ class Objective:
         self.checkpoints = checkpoints
         self.preemption = preemption or Preemption()
         self.progress = progress  # told of every epoch (trial number, metrics)
+        self.live_curves_s = live_curves_s  # None: curves written at the trial's end only
         self.last_trial_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -141,12 +149,15 @@ class Objective:
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         trial.set_user_attr("device", str(self.pipeline.device))
         trial.set_user_attr("speed", self.speed.names())
+        register_curves_artifact(trial)
         book = EpochBook(trial, self.config.patience, self.config.epochs)
+        if self.live_curves_s is not None:
+            book.live = LiveCurves(trial.storage, trial._trial_id, self.live_curves_s)
         stopped = False
-        if resume is not None:
-            trial.set_user_attr("resumed_from_epoch", resume.epoch)
-            stopped = any(book.on_epoch(metrics) for metrics in resume.history)
         try:
+            if resume is not None:
+                trial.set_user_attr("resumed_from_epoch", resume.epoch)
+                stopped = any(book.on_epoch(metrics) for metrics in resume.history)
             if not stopped:
                 self._train(
                     Training(train_config, self.pipeline, self.num_classes, resume),
@@ -159,6 +170,9 @@ class Objective:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        finally:
+            if book.live is not None:
+                book.live.close()  # before the final curves, which it must not overwrite
         self._check_still_ours(trial)  # else the retry needs the checkpoint: leave it
         for name, value in book.user_attrs().items():
             trial.set_user_attr(name, value)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
+from hpo.trial_figure import curves_artifact_id
 from tests.conftest import REPO, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -156,6 +157,13 @@ def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study:
         )
         assert "Trial 0" in trials or "trial 0" in trials.lower()
         assert "Intermediate values" in study or "Intermediate values" in trials
+        # The trial's train/test loss and accuracy figure, listed among its artifacts.
+        assert 'alt="learning-curves.svg"' in trials
+        figure_url = f"http://127.0.0.1:{port}/artifacts/1/1/{curves_artifact_id(1)}"
+        with urllib.request.urlopen(figure_url, timeout=10) as answer:
+            assert answer.headers["Content-Type"] == "image/svg+xml"
+            assert "Trial 0 (" in answer.read().decode()
+        browse(figure_url, "dashboard-trial-curves.png", height=400)
     finally:
         server.terminate()
         server.wait(timeout=10)

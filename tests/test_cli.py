@@ -84,6 +84,7 @@ def _expect_usage_error(capsys, argv: list[str], fragment: str) -> None:
         (["worker", "--study", "s", "--device", "cuda:7"], "--device cuda:7"),
         (["export", "--study", "s", "--format", "xml"], "invalid choice"),
         (["status"], "--study"),
+        (["dashboard", "--artifact-dir", "missing/uploads"], "--artifact-dir missing/uploads"),
         (["frobnicate"], "invalid choice"),
     ],
 )

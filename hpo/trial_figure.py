@@ -1,0 +1,118 @@
+"""Each trial's learning-curve figure as an optuna-dashboard artifact, drawn when it is viewed.
+
+The worker registers one artifact per trial (its metadata in the trial's system attrs, the way
+`optuna.artifacts.upload_artifact` does) but stores no file: `CurvesArtifactStore`, the artifact
+store that `hpo dashboard` gives optuna-dashboard, draws the SVG from the trial's stored curves
+each time the figure is opened. The figure therefore shows every epoch stored so far, costs the
+training loop one write per trial rather than one upload per epoch, and needs no file storage
+shared between the machines: the study database is enough.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, BinaryIO
+
+import optuna
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from hpo.curve_figure import learning_curves_svg
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+ARTIFACTS_ATTR_PREFIX = "artifacts:"  # optuna.artifacts' key for an artifact's metadata
+# optuna-dashboard's artifact URLs take hex digits and hyphens only; "cc-" starts no uuid4.
+CURVES_ID_PREFIX = "cc-"
+CURVES_FILENAME = "learning-curves.svg"
+
+
+def curves_artifact_id(trial_id: int) -> str:
+    return f"{CURVES_ID_PREFIX}{trial_id:x}"
+
+
+def trial_id_of(artifact_id: str) -> int | None:
+    """The trial id a curves artifact id stands for; None for any other artifact id."""
+    if not artifact_id.startswith(CURVES_ID_PREFIX):
+        return None
+    try:
+        return int(artifact_id[len(CURVES_ID_PREFIX) :], 16)
+    except ValueError:
+        return None
+
+
+def register_curves_artifact(trial: optuna.Trial) -> None:
+    """List the trial's learning-curve figure among its artifacts in optuna-dashboard."""
+    artifact_id = curves_artifact_id(trial._trial_id)
+    meta = {
+        "artifact_id": artifact_id,
+        "filename": CURVES_FILENAME,
+        "mimetype": "image/svg+xml",
+        "encoding": None,
+    }
+    trial.storage.set_trial_system_attr(
+        trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(meta)
+    )
+
+
+def trial_curves(trial: FrozenTrial) -> dict[str, list[float | None]]:
+    """The trial's stored curves; the test loss alone (its intermediate values) before any."""
+    curves = trial.user_attrs.get("curves")
+    if isinstance(curves, dict) and curves.get("test_loss"):
+        return curves
+    steps = sorted(trial.intermediate_values)
+    return {"test_loss": [trial.intermediate_values[step] for step in steps]}
+
+
+def curves_svg(trial: FrozenTrial) -> str:
+    curves = trial_curves(trial)
+    test_loss = curves.get("test_loss", [])
+    finite = [(v, epoch) for epoch, v in enumerate(test_loss, start=1) if v is not None]
+    best_epoch = min(finite)[1] if finite else None
+    params = ", ".join(f"{name} {_short(value)}" for name, value in trial.params.items())
+    title = f"Trial {trial.number} ({trial.state.name.lower()}): {params}"
+    return learning_curves_svg(curves, title, best_epoch)
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class CurvesArtifactStore:
+    """An optuna ArtifactStore: curves artifacts drawn from `storage`, others from `files`.
+
+    Without `files`, artifacts other than the curves (uploads from the dashboard) are refused.
+    """
+
+    def __init__(self, storage: BaseStorage, files: ArtifactStore | None = None) -> None:
+        self.storage = storage
+        self.files = files
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        trial_id = trial_id_of(artifact_id)
+        if trial_id is None:
+            if self.files is None:
+                raise ArtifactNotFound(f"artifact {artifact_id} is not a learning-curve figure")
+            return self.files.open_reader(artifact_id)
+        try:
+            trial = self.storage.get_trial(trial_id)
+        except KeyError:
+            raise ArtifactNotFound(f"no trial with id {trial_id}") from None
+        return io.BytesIO(curves_svg(trial).encode())
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if self.files is None:
+            raise PermissionError(
+                "this dashboard stores no uploads; start it with --artifact-dir to keep them"
+            )
+        self.files.write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        if trial_id_of(artifact_id) is not None:
+            return  # drawn on demand: nothing stored, nothing to remove
+        if self.files is None:
+            raise ArtifactNotFound(f"artifact {artifact_id} is not stored here")
+        self.files.remove(artifact_id)
