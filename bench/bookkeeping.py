@@ -7,9 +7,9 @@ Then one trial is timed per epoch:
 - Optuna's defaults: `report` + `should_prune` with the default MedianPruner (which reads every
   trial of the study) + the epoch curves saved as a user attr + `torch.save` of the training
   state (the checkpoint a crash-safe script needs), as a plain objective would do;
-- ours: `EpochBook.on_epoch` (report + the patience pruner, which needs no read + the curves
-  handed to the background writer that shows them live in the dashboard) + the state copied to
-  host memory and handed to the background checkpoint writer.
+- ours: `EpochBook.on_epoch`: the report and the curves handed to the trial's background writer
+  (hpo/trial_writer.py), the patience pruner asked with the values the book holds (no read) +
+  the state copied to host memory and handed to the background checkpoint writer.
 The training state is the real one of the seed CNN (final preset): about 10 MB. Between two
 epochs the benchmark sleeps for `--epoch-seconds` (the training, not timed).
 """
@@ -27,9 +27,9 @@ import optuna
 import torch
 
 from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
-from hpo.live_curves import LiveCurves
 from hpo.objective import EpochBook
 from hpo.pruning import build_pruner
+from hpo.trial_writer import TrialWriter
 from model.datasets import augment_spec, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
@@ -84,21 +84,21 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
         trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
         book = EpochBook(trial, patience=10_000, max_epochs=10_000)
         if label == "ours":
-            book.live = LiveCurves(storage, trial._trial_id)
+            book.writer = TrialWriter(storage, trial._trial_id)
         curves: list[float] = []
         costs = []
         for epoch in range(1, epochs + 1):
             time.sleep(epoch_seconds)  # the epoch's training, during which a write can finish
             started = time.perf_counter()
-            if label == "ours":
-                book.on_epoch(_metrics(epoch))
+            if label == "ours":  # in the order of hpo.objective.Objective._train
                 checkpoints.save(name, trial.number, run.state)
+                book.on_epoch(_metrics(epoch))
             else:
                 optuna_defaults(trial, epoch, curves)
             costs.append(time.perf_counter() - started)
         checkpoints.flush()
-        if book.live is not None:
-            book.live.close()
+        if book.writer is not None:
+            book.writer.close()
         study.tell(trial, 0.0)
         results[label] = statistics.median(costs) * 1000
     optuna.delete_study(study_name=name, storage=storage)

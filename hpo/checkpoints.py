@@ -13,7 +13,6 @@ completed epoch; a hand-back (SIGTERM) and the end of a trial wait for it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -65,12 +64,9 @@ class CheckpointStore:
             return None
 
     def remove(self, study: str, key: int) -> None:
-        path = self.path(study, key)
-        path.unlink(missing_ok=True)
-        # The study's folder goes once its last running trial is done; while other trials run
-        # it is not empty, and rmdir refuses.
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        # The study's folder stays: removing it when it looks empty races with another worker
+        # that has just made it and is about to write its first checkpoint there.
+        self.path(study, key).unlink(missing_ok=True)
 
 
 class AsyncCheckpoints:

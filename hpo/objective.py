@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.checkpoints import AsyncCheckpoints, lineage
 from hpo.config import StudyConfig
-from hpo.live_curves import LIVE_CURVES_INTERVAL_S, LiveCurves
 from hpo.preemption import Preemption
 from hpo.search_space import suggest
 from hpo.trial_figure import register_curves_artifact
+from hpo.trial_writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions
@@ -45,22 +45,25 @@ class EpochBook:
     epochs_run: int = 0
     stop_reason: str | None = None
     curves: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in CURVE_KEYS})
-    live: LiveCurves | None = None  # shows the curves while the trial runs
+    # Writes reports and live curves in the background; None: `trial.report` and
+    # `trial.should_prune`, each a database round trip, in the training thread.
+    writer: TrialWriter | None = None
+    _pruning_view: FrozenTrial | None = None  # the trial as the pruner sees it
+    _reported: dict[int, float] = field(default_factory=dict)
 
     def on_epoch(self, metrics: EpochMetrics) -> bool:
         """Record one epoch; True stops training."""
         self.epochs_run = metrics.epoch
         for key in CURVE_KEYS:
             self.curves[key].append(getattr(metrics, key))
-        if self.live is not None:
-            self.live.publish(self.json_curves())
+        if self.writer is not None:
+            self.writer.publish(self.json_curves())
         if not metrics.finite:
             self.stop_reason = "diverged"
             return True
         if self.best is None or metrics.test_loss < self.best.test_loss:
             self.best = metrics
-        self.trial.report(metrics.test_loss, metrics.epoch)
-        if self.trial.should_prune():
+        if self._report_and_should_prune(metrics.epoch, metrics.test_loss):
             patience_spent = (
                 self.best is not None and metrics.epoch - self.best.epoch >= self.patience
             )
@@ -86,6 +89,19 @@ class EpochBook:
                 train_accuracy=self.best.train_accuracy,
             )
         return attrs
+
+    def _report_and_should_prune(self, epoch: int, loss: float) -> bool:
+        if self.writer is None:
+            self.trial.report(loss, epoch)
+            return self.trial.should_prune()
+        self.writer.report(epoch, loss)
+        # The study's own pruner decides, given the trial with the values reported so far: what
+        # `trial.should_prune` does, less reading the trial back from the database.
+        if self._pruning_view is None:
+            self._pruning_view = self.trial.storage.get_trial(self.trial._trial_id)
+        self._reported[epoch] = loss
+        self._pruning_view.intermediate_values = self._reported
+        return self.trial.study.pruner.prune(self.trial.study, self._pruning_view)
 
     def json_curves(self) -> dict[str, list[float | None]]:
         return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}
@@ -151,8 +167,7 @@ class Objective:
         trial.set_user_attr("speed", self.speed.names())
         register_curves_artifact(trial)
         book = EpochBook(trial, self.config.patience, self.config.epochs)
-        if self.live_curves_s is not None:
-            book.live = LiveCurves(trial.storage, trial._trial_id, self.live_curves_s)
+        book.writer = TrialWriter(trial.storage, trial._trial_id, self.live_curves_s)
         stopped = False
         try:
             if resume is not None:
@@ -171,8 +186,10 @@ class Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         finally:
-            if book.live is not None:
-                book.live.close()  # before the final curves, which it must not overwrite
+            # Every epoch's value written before the trial ends, and no live curves after the
+            # final ones below.
+            book.writer.close()
+        book.writer.check()
         self._check_still_ours(trial)  # else the retry needs the checkpoint: leave it
         for name, value in book.user_attrs().items():
             trial.set_user_attr(name, value)
@@ -197,10 +214,13 @@ class Objective:
                 return
             if self.progress is not None:
                 self.progress(book.trial.number, metrics)
+            if self.checkpoints is not None and metrics.epoch < self.config.epochs:
+                # Copied before the book wakes its writer thread, whose database work would
+                # otherwise hold the GIL while the copy waits; so an epoch that ends the trial
+                # early (patience, pruning) is copied for nothing.
+                self.checkpoints.save(study_name, key, run.state)
             if book.on_epoch(metrics):
                 return
-            if self.checkpoints is not None:
-                self.checkpoints.save(study_name, key, run.state)
             if time.monotonic() - last_check > TAKEOVER_CHECK_S:
                 self._check_still_ours(book.trial)
                 last_check = time.monotonic()

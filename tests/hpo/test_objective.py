@@ -10,6 +10,7 @@ from hpo.config import StudyConfig
 from hpo.data import study_data, study_pipeline
 from hpo.objective import EpochBook, Objective
 from hpo.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
+from hpo.trial_writer import TrialWriter
 from model.train import EpochMetrics, Training
 
 
@@ -17,47 +18,64 @@ def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
     return EpochMetrics(epoch, 1.0, 0.5, test_loss, 0.5 + epoch / 1000, 0.9, 0.01, 0.1)
 
 
+@pytest.fixture(params=["background writer", "synchronous report"])
+def writes(request) -> str:
+    return request.param
+
+
 def _run_book(
-    losses: list[float], patience: int, max_epochs: int = 200, pruner: str = "none"
+    losses: list[float],
+    patience: int,
+    max_epochs: int = 200,
+    pruner: str = "none",
+    writes: str = "background writer",
 ) -> EpochBook:
     study = optuna.create_study(pruner=build_pruner(pruner, patience, max_epochs))
     book = EpochBook(study.ask(), patience, max_epochs)
+    if writes == "background writer":
+        book.writer = TrialWriter(study._storage, book.trial._trial_id)
     for epoch, loss in enumerate(losses, start=1):
         if book.on_epoch(_metrics(epoch, loss)):
             break
+    if book.writer is not None:
+        book.writer.close()
+    # Either way, the study holds every reported value.
+    reported = study.trials[0].intermediate_values
+    assert reported == {e: loss for e, loss in enumerate(losses[: len(reported)], start=1)}
+    assert len(reported) == book.epochs_run - (book.stop_reason == "diverged")
     return book
 
 
 @pytest.mark.parametrize("best", [1, 5, 23])
 @pytest.mark.parametrize("patience", [1, 3, 10])
-def test_best_epoch_k_stops_at_exactly_k_plus_patience(best: int, patience: int) -> None:
+def test_best_epoch_k_stops_at_exactly_k_plus_patience(best: int, patience: int, writes) -> None:
     # Falling until `best`, then rising (with noise that never beats the best) for good.
     losses = [2.0 - 0.05 * e for e in range(1, best + 1)]
     losses += [losses[-1] + 0.01 + 0.001 * (i % 3) for i in range(100)]
-    book = _run_book(losses, patience)
+    book = _run_book(losses, patience, writes=writes)
     assert book.best.epoch == best
     assert book.epochs_run == best + patience
     assert book.stop_reason == "patience"
 
 
-def test_a_late_improvement_resets_patience() -> None:
+def test_a_late_improvement_resets_patience(writes) -> None:
     losses = [1.0, 0.9, 0.95, 0.96, 0.8, 0.85, 0.86, 0.87, 0.88]
-    book = _run_book(losses, patience=3)
+    book = _run_book(losses, patience=3, writes=writes)
     assert book.best.epoch == 5 and book.epochs_run == 8
 
 
-def test_equal_loss_is_no_improvement_for_the_best_epoch() -> None:
-    book = _run_book([1.0, 0.5, 0.5, 0.6, 0.7, 0.8], patience=10, max_epochs=6)
+def test_equal_loss_is_no_improvement_for_the_best_epoch(writes) -> None:
+    book = _run_book([1.0, 0.5, 0.5, 0.6, 0.7, 0.8], patience=10, max_epochs=6, writes=writes)
     assert book.best.epoch == 2 and book.stop_reason == "max_epochs" and book.epochs_run == 6
 
 
-def test_max_epochs_ends_the_trial() -> None:
-    book = _run_book([1.0 / e for e in range(1, 50)], patience=10, max_epochs=12)
+def test_max_epochs_ends_the_trial(writes) -> None:
+    book = _run_book([1.0 / e for e in range(1, 50)], patience=10, max_epochs=12, writes=writes)
     assert book.epochs_run == 12 and book.stop_reason == "max_epochs" and book.best.epoch == 12
 
 
-def test_non_finite_loss_stops_at_once_as_diverged() -> None:
-    book = _run_book([2.0, 1.5, math.nan, 1.0], patience=10)
+def test_non_finite_loss_stops_at_once_as_diverged(writes) -> None:
+    book = _run_book([2.0, 1.5, math.nan, 1.0], patience=10, writes=writes)
     assert book.epochs_run == 3 and book.stop_reason == "diverged" and book.best.epoch == 2
     attrs = book.user_attrs()
     assert attrs["curves"]["test_loss"] == [2.0, 1.5, None]
@@ -71,6 +89,7 @@ def test_median_pruner_ends_hopeless_trials_as_pruned() -> None:
             trial.report(0.1, epoch)
         study.tell(trial, 0.1)
     book = EpochBook(study.ask(), 10, 100)
+    book.writer = TrialWriter(study._storage, book.trial._trial_id)
     for epoch in range(1, 20):
         if book.on_epoch(_metrics(epoch, 5.0 - epoch * 0.01)):
             break

@@ -19,7 +19,6 @@ from optuna.trial import TrialState
 from hpo.config import StudyConfig
 from hpo.curve_figure import learning_curves_svg, nice_ticks
 from hpo.data import study_data, study_pipeline
-from hpo.live_curves import LiveCurves
 from hpo.objective import Objective
 from hpo.pruning import build_pruner
 from hpo.trial_figure import (
@@ -159,28 +158,3 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     assert meta_key in trial.system_attrs
     svg = CurvesArtifactStore(watcher).open_reader(curves_artifact_id(trial._trial_id)).read()
     assert [len(line) for line in _polylines(svg.decode())] == [6, 6, 6, 6]
-
-
-def test_live_curves_stop_quietly_once_the_trial_is_finished(capsys) -> None:
-    study = optuna.create_study()
-    trial = study.ask()
-    study.tell(trial, 1.0)  # finished, e.g. failed by another worker
-    live = LiveCurves(study._storage, trial._trial_id, interval_s=0.0)
-    live.publish({"test_loss": [1.0]})
-    live.close()
-    assert live.written == 0 and capsys.readouterr().err == ""
-
-
-def test_live_curves_are_throttled_and_keep_the_newest(tmp_path: Path) -> None:
-    storage, study = _study_with_trial(tmp_path)
-    trial = study.ask()
-    live = LiveCurves(storage, trial._trial_id, interval_s=60.0)
-    live.publish({"test_loss": [1.0]})
-    deadline = time.monotonic() + 10
-    while live.written == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for epoch in range(2, 6):  # within the interval: only held, the newest replacing the rest
-        live.publish({"test_loss": [1.0] * epoch})
-    live.close()
-    assert live.written == 1
-    assert storage.get_trial(trial._trial_id).user_attrs["curves"] == {"test_loss": [1.0]}
