@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, BinaryIO
 
 import optuna
+from bottle import HTTPError
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
@@ -105,8 +106,9 @@ class CurvesArtifactStore:
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         if self.files is None:
-            raise PermissionError(
-                "this dashboard stores no uploads; start it with --artifact-dir to keep them"
+            # An HTTP error, so that optuna-dashboard shows the reason rather than a 500.
+            raise HTTPError(
+                403, "this dashboard stores no uploads; start hpo dashboard with --artifact-dir"
             )
         self.files.write(artifact_id, content_body)
 
