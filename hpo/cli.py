@@ -15,7 +15,7 @@ import optuna
 from hpo.config import PRUNERS, SAMPLERS, StudyConfig
 from hpo.errors import UsageError
 from hpo.launcher import DEFAULT_MAX_RESTARTS, DEFAULT_PER_GPU
-from model.datasets import DATASETS
+from model.dataset_names import DATASETS
 from model.presets import DEFAULT_PRESET, PRESETS
 from model.speed import FAST_PATHS
 from storage import StorageError, resolve_storage_url

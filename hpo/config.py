@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
-from model.datasets import DATASETS
+from model.dataset_names import DATASETS
 from model.presets import DEFAULT_PRESET, PRESETS
 
 SAMPLERS = ("grid", "tpe")

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.dataset_names import DATASETS
+
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILE = "test_batch"
 CIFAR10_SIDE = 32
-
-DATASETS = ("cifar10", "digits", "synthetic")
 
 
 class DatasetError(Exception):

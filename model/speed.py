@@ -8,8 +8,10 @@ beyond bf16 rounding, and all of them also run on the CPU, where the tests check
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # only for annotations: the CLI imports this module and starts without torch
+    import torch
 
 FAST_PATHS = ("bf16", "channels_last", "compile", "cudnn_benchmark", "cuda_graph")
 
