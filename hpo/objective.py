@@ -221,7 +221,8 @@ class Objective:
                 self.checkpoints.save(study_name, key, run.state)
             if book.on_epoch(metrics):
                 return
-            if time.monotonic() - last_check > TAKEOVER_CHECK_S:
+            # The writer finds out first when its write is refused; else check every 10 s.
+            if book.writer.taken_over or time.monotonic() - last_check > TAKEOVER_CHECK_S:
                 self._check_still_ours(book.trial)
                 last_check = time.monotonic()
             if self.preemption.requested and self.checkpoints is not None:
