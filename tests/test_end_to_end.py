@@ -1,7 +1,12 @@
 """The README's paths, run as a user would: real `hpo` processes against real databases."""
 
+import contextlib
 import json
+import subprocess
+import sys
 import time
+import urllib.request
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +15,10 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.search_space import grid_points
-from tests.conftest import run_hpo
+from hpo.trial_figure import curves_artifact_id
+from tests.conftest import free_port, run_hpo
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 EXPORT_KEYS = [
     "study",
@@ -131,3 +139,55 @@ def test_small_grid_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
 @pytest.mark.server
 def test_small_grid_on_mariadb(tmp_path: Path, mysql_url: str) -> None:
     run_small_grid(mysql_url, tmp_path)
+
+
+def _figure_points(url: str) -> tuple[str, int, int]:
+    """The dashboard figure's trial state (from its title), epochs drawn so far, and lines."""
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        svg = answer.read().decode()
+    state = svg.split("(", 1)[1].split(")", 1)[0]
+    lines = [element for element in ET.fromstring(svg).iter(f"{SVG}polyline")]
+    return state, len(lines[0].get("points").split()) if lines else 0, len(lines)
+
+
+@pytest.mark.slow
+def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path: Path) -> None:
+    """A worker process trains; the dashboard process draws its figure from the database."""
+    url = f"sqlite:///{tmp_path / 'watch.db'}"
+    created = run_hpo(
+        *("create", "--storage", url, "--study", "watch", "--sampler", "tpe", "--n-trials", "1"),
+        *("--dataset", "synthetic", "--subset", "1000", "--epochs", "500", "--patience", "500"),
+    )
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    command = [sys.executable, "-m", "hpo"]
+    worker = subprocess.Popen(
+        [*command, "worker", "--storage", url, "--study", "watch", "--device", "cpu"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    dashboard = subprocess.Popen(
+        [*command, "dashboard", "--storage", url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    figure = f"http://127.0.0.1:{port}/artifacts/1/1/{curves_artifact_id(1)}"
+    seen: list[tuple[str, int, int]] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # dashboard not up yet, or no trial yet
+                seen.append(_figure_points(figure))
+            if len({points for _, points, _ in seen if points > 1}) >= 3:
+                break
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        dashboard.terminate()
+        worker.wait(timeout=30)
+        dashboard.wait(timeout=30)
+    # Train and test loss and accuracy (4 lines), with more epochs each time, never fewer.
+    growing = [points for state, points, lines in seen if state == "running" and lines == 4]
+    assert len(set(growing)) >= 3, seen
+    assert growing == sorted(growing), seen
