@@ -57,7 +57,7 @@ class EpochBook:
         for key in CURVE_KEYS:
             self.curves[key].append(getattr(metrics, key))
         if self.writer is not None:
-            self.writer.publish(self.json_curves())
+            self.writer.publish(self.json_curves)
         if not metrics.finite:
             self.stop_reason = "diverged"
             return True
@@ -166,8 +166,8 @@ class Objective:
         trial.set_user_attr("device", str(self.pipeline.device))
         trial.set_user_attr("speed", self.speed.names())
         register_curves_artifact(trial)
-        book = EpochBook(trial, self.config.patience, self.config.epochs)
-        book.writer = TrialWriter(trial.storage, trial._trial_id, self.live_curves_s)
+        writer = TrialWriter(trial.storage, trial._trial_id, self.live_curves_s)
+        book = EpochBook(trial, self.config.patience, self.config.epochs, writer=writer)
         stopped = False
         try:
             if resume is not None:
@@ -188,8 +188,8 @@ class Objective:
         finally:
             # Every epoch's value written before the trial ends, and no live curves after the
             # final ones below.
-            book.writer.close()
-        book.writer.check()
+            writer.close()
+        writer.check()
         self._check_still_ours(trial)  # else the retry needs the checkpoint: leave it
         for name, value in book.user_attrs().items():
             trial.set_user_attr(name, value)

@@ -10,7 +10,7 @@ the objective gives the study's pruner the trial's values as it knows them (hpo.
 
 Crash safety is that of the checkpoints: a worker killed mid-trial may lose its last epoch's
 writes, and the trial that retries it replays the epochs from its checkpoint. On every other way
-out, `flush` or `close` waits for the queued values, so `study.tell` finds them all written.
+out, `close` waits for the queued values, so `study.tell` finds them all written.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
@@ -40,12 +41,9 @@ class TrialWriter:
         self.curves_written = 0
         self.taken_over = False  # the trial was finished by someone else: writes stopped
         self._reports: deque[tuple[int, float]] = deque()
-        self._queued = 0
-        self._written = 0
         self._curves: Curves | None = None
         self._next_curves = 0.0
         self._closed = False
-        self._stopped = False  # the thread has ended
         self._error: BaseException | None = None
         self._wake = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="trial-writer", daemon=True)
@@ -56,23 +54,19 @@ class TrialWriter:
         self.check()
         with self._wake:
             self._reports.append((step, value))
-            self._queued += 1
             self._wake.notify_all()
 
-    def publish(self, curves: Curves) -> None:
-        """Hand over the curves so far (copied); the newest replaces one not yet written."""
+    def publish(self, snapshot: Callable[[], Curves]) -> None:
+        """Hand over `snapshot()`, the curves so far in lists the caller will not change.
+
+        The newest replaces one not yet written; without live curves `snapshot` is not called.
+        """
         if self.curves_interval_s is None:
             return
-        snapshot = {key: list(values) for key, values in curves.items()}
+        curves = snapshot()
         with self._wake:
-            self._curves = snapshot
+            self._curves = curves
             self._wake.notify_all()
-
-    def flush(self) -> None:
-        """Wait until every queued value is written; raise the error that stopped the writes."""
-        with self._wake:
-            self._wake.wait_for(lambda: self._written == self._queued or self._stopped)
-        self.check()
 
     def close(self) -> None:
         """Write the queued values (a curves snapshot not yet written is dropped) and stop.
@@ -118,14 +112,7 @@ class TrialWriter:
                     self.storage.set_trial_user_attr(self.trial_id, "curves", curves)
                     self.curves_written += 1
                     self._next_curves = time.monotonic() + (self.curves_interval_s or 0.0)
-                with self._wake:
-                    self._written += len(reports)
-                    self._wake.notify_all()
         except UpdateFinishedTrialError:
             self.taken_over = True  # another worker failed and requeued it: nothing to write
         except BaseException as error:  # raised in the training thread at its next call
             self._error = error
-        finally:
-            with self._wake:
-                self._stopped = True
-                self._wake.notify_all()

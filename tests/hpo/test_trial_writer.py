@@ -18,30 +18,26 @@ def _running_trial(tmp_path: Path) -> tuple[optuna.storages.BaseStorage, optuna.
     return storage, study, study.ask()._trial_id
 
 
-def test_every_report_is_written_in_order_by_flush(tmp_path: Path) -> None:
+def test_every_report_is_written_in_order_by_close(tmp_path: Path) -> None:
     storage, _, trial_id = _running_trial(tmp_path)
     writer = TrialWriter(storage, trial_id, curves_interval_s=None)
     for step in range(1, 41):
         writer.report(step, 1.0 / step)
-    writer.flush()
+    writer.close()  # waits for what is queued
     values = storage.get_trial(trial_id).intermediate_values
     assert values == {step: 1.0 / step for step in range(1, 41)}
-    writer.report(41, 0.01)
-    writer.close()  # close writes what is queued too
-    assert storage.get_trial(trial_id).intermediate_values[41] == 0.01
 
 
 def test_curves_are_throttled_and_the_newest_kept(tmp_path: Path) -> None:
     storage, _, trial_id = _running_trial(tmp_path)
     writer = TrialWriter(storage, trial_id, curves_interval_s=60.0)
-    writer.publish({"test_loss": [1.0]})
+    writer.publish(lambda: {"test_loss": [1.0]})
     deadline = time.monotonic() + 10
     while writer.curves_written == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     for epoch in range(2, 6):  # within the interval: held, each replacing the one before
-        writer.publish({"test_loss": [1.0] * epoch})
+        writer.publish(lambda epoch=epoch: {"test_loss": [1.0] * epoch})
         writer.report(epoch, 1.0)  # reports are not held back by the curves' interval
-    writer.flush()
     writer.close()
     assert writer.curves_written == 1
     trial = storage.get_trial(trial_id)
@@ -55,7 +51,6 @@ def test_a_trial_finished_by_another_worker_stops_the_writes_quietly(capsys) -> 
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. failed by a stale check
     writer = TrialWriter(study._storage, trial._trial_id, curves_interval_s=0.0)
     writer.report(1, 1.0)
-    writer.flush()
     writer.close()
     writer.check()
     assert writer.taken_over and capsys.readouterr().err == ""
@@ -69,8 +64,9 @@ class _BrokenStorage:
 def test_a_write_error_is_raised_in_the_training_thread() -> None:
     writer = TrialWriter(_BrokenStorage(), 1, curves_interval_s=None)
     writer.report(1, 1.0)
+    writer.close()
     with pytest.raises(ConnectionError, match="database went away"):
-        writer.flush()
+        writer.check()
     writer.report(2, 1.0)  # the error was raised once; the writes stay stopped
     writer.close()
     writer.check()
