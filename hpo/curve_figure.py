@@ -20,6 +20,13 @@ TRAIN_COLOUR, TEST_COLOUR = "#1f77b4", "#ff7f0e"
 Curve = Sequence[float | None]
 
 
+# Each panel: its y label, the train and test curves' keys, and the factor shown on the y axis.
+PANELS = (
+    ("loss", "train_loss", "test_loss", 1.0),
+    ("accuracy (%)", "train_accuracy", "test_accuracy", 100.0),
+)
+
+
 def learning_curves_svg(
     curves: Mapping[str, Curve], title: str, best_epoch: int | None = None
 ) -> str:
@@ -27,51 +34,30 @@ def learning_curves_svg(
 
     A `None` in a curve (a diverged epoch stored as null) breaks the line there.
     """
-    epochs = max((len(curves.get(key, [])) for key in _KEYS), default=0)
+    keys = [key for _, train, test, _ in PANELS for key in (train, test)]
+    epochs = max((len(curves.get(key, [])) for key in keys), default=0)
     panels = [
-        _panel(
-            LEFTS[0],
-            "loss",
-            curves.get("train_loss", []),
-            curves.get("test_loss", []),
-            epochs,
-            best_epoch,
-            scale=1.0,
-        ),
-        _panel(
-            LEFTS[1],
-            "accuracy (%)",
-            curves.get("train_accuracy", []),
-            curves.get("test_accuracy", []),
-            epochs,
-            best_epoch,
-            scale=100.0,
-        ),
+        _panel(left, label, curves.get(train, []), curves.get(test, []), epochs, best_epoch, scale)
+        for left, (label, train, test, scale) in zip(LEFTS, PANELS, strict=True)
     ]
-    legend = (
-        f"<line x1='{WIDTH - 250}' y1='44' x2='{WIDTH - 226}' y2='44' "
-        f"stroke='{TRAIN_COLOUR}' stroke-width='2'/>"
-        f"<text x='{WIDTH - 220}' y='48'>train</text>"
-        f"<line x1='{WIDTH - 170}' y1='44' x2='{WIDTH - 146}' y2='44' "
-        f"stroke='{TEST_COLOUR}' stroke-width='2'/>"
-        f"<text x='{WIDTH - 140}' y='48'>test</text>"
-    )
+    legend = [
+        ("train", f"stroke='{TRAIN_COLOUR}' stroke-width='2'"),
+        ("test", f"stroke='{TEST_COLOUR}' stroke-width='2'"),
+    ]
     if best_epoch is not None:
-        legend += (
-            f"<line x1='{WIDTH - 100}' y1='44' x2='{WIDTH - 76}' y2='44' stroke='#555' "
-            "stroke-dasharray='4 3'/>"
-            f"<text x='{WIDTH - 70}' y='48'>best</text>"
-        )
+        legend.append(("best", "stroke='#555' stroke-dasharray='4 3'"))
+    legend_svg = "".join(
+        f"<line x1='{x}' y1='44' x2='{x + 24}' y2='44' {stroke}/>"
+        f"<text x='{x + 30}' y='48'>{text}</text>"
+        for x, (text, stroke) in zip(range(WIDTH - 250, WIDTH, 80), legend, strict=False)
+    )
     return (
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{HEIGHT}' "
         f"viewBox='0 0 {WIDTH} {HEIGHT}' font-family='sans-serif' font-size='12'>"
         f"<rect width='{WIDTH}' height='{HEIGHT}' fill='white'/>"
         f"<text x='10' y='22' font-size='14'>{html.escape(title)}</text>"
-        f"{legend}{''.join(panels)}</svg>"
+        f"{legend_svg}{''.join(panels)}</svg>"
     )
-
-
-_KEYS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 
 
 def _panel(
