@@ -22,6 +22,7 @@ from hpo.export import export_of
 from hpo.page import figure_html, html_page, section, table_html
 from hpo.search_space import BATCH_SIZES, LEARNING_RATES
 from hpo.study import best_trial, load_config
+from hpo.trial_figure import trial_curves
 
 TOP_TRIALS = 15
 
@@ -149,9 +150,7 @@ def _curves_figure(trials: list[FrozenTrial], best: FrozenTrial | None) -> go.Fi
     for trial in trials:
         if trial is best:
             continue
-        losses = _curve(trial, "test_loss") or [
-            trial.intermediate_values[k] for k in sorted(trial.intermediate_values)
-        ]
+        losses = trial_curves(trial)["test_loss"]
         xs += [*range(1, len(losses) + 1), None]
         ys += [*losses, None]
     figure = go.Figure()

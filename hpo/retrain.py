@@ -18,7 +18,7 @@ from hpo.data import study_data, study_pipeline
 from hpo.errors import UsageError
 from hpo.progress import EpochProgress
 from hpo.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES
-from model.datasets import DATASETS
+from model.dataset_names import DATASETS
 from model.presets import PRESETS
 from model.speed import SpeedOptions
 from model.train import EpochMetrics, TrainConfig, Training
