@@ -79,22 +79,41 @@ class Completed:
     stderr: str
 
 
+def _hpo_env(env: dict[str, str] | None) -> dict[str, str]:
+    # The caller's HPO_STORAGE must not leak into a test that relies on the default.
+    full_env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    return full_env
+
+
 def run_hpo(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
 ) -> Completed:
     """Run the real `hpo` command line in a subprocess, as a user would."""
-    # The caller's HPO_STORAGE must not leak into a test that relies on the default.
-    full_env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
-    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     result = subprocess.run(
         [sys.executable, "-m", "hpo", *args],
         cwd=cwd or REPO,
-        env=full_env,
+        env=_hpo_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
     return Completed(result.returncode, result.stdout, result.stderr)
+
+
+def start_hpo(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, output: bool = True
+) -> subprocess.Popen[str]:
+    """Start the real `hpo` command line; stdout and stderr piped together, or dropped."""
+    sink = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd or REPO,
+        env=_hpo_env(env),
+        stdout=sink,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def free_port() -> int:

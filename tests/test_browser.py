@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.trial_figure import curves_artifact_id
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, start_hpo
 
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.slow
@@ -133,12 +132,7 @@ def test_report_renders_its_figures_offline(worker_study: str, tmp_path: Path) -
 
 def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "dashboard", "--storage", worker_study, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server = start_hpo("dashboard", "--storage", worker_study, "--port", str(port))
     try:
         for _ in range(100):
             try:

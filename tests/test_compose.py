@@ -5,11 +5,8 @@ environment, against the local PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, free_port, run_hpo
+from tests.conftest import REPO, free_port, run_hpo, start_hpo
 
 COMPOSE = REPO / "docker-compose.yml"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$\$")
@@ -103,13 +100,7 @@ def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_
     study = optuna.load_study(study_name="seed-grid", storage=storage)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 128
 
-    dashboard = subprocess.Popen(
-        [sys.executable, "-m", "hpo", *_command(services["dashboard"])],
-        cwd=tmp_path,
-        env={**os.environ, **service_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    dashboard = start_hpo(*_command(services["dashboard"]), cwd=tmp_path, env=service_env)
     try:
         studies = None
         for _ in range(100):

@@ -2,8 +2,6 @@
 
 import contextlib
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -16,7 +14,7 @@ from optuna.trial import TrialState
 
 from hpo.search_space import grid_points
 from hpo.trial_figure import curves_artifact_id
-from tests.conftest import free_port, run_hpo
+from tests.conftest import free_port, run_hpo, start_hpo
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -160,18 +158,12 @@ def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path
     )
     assert created.returncode == 0, created.stderr
     port = free_port()
-    command = [sys.executable, "-m", "hpo"]
-    worker = subprocess.Popen(
-        [*command, "worker", "--storage", url, "--study", "watch", "--device", "cpu"],
+    worker = start_hpo(
+        *("worker", "--storage", url, "--study", "watch", "--device", "cpu"),
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        output=False,
     )
-    dashboard = subprocess.Popen(
-        [*command, "dashboard", "--storage", url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    dashboard = start_hpo("dashboard", "--storage", url, "--port", str(port), output=False)
     figure = f"http://127.0.0.1:{port}/artifacts/1/1/{curves_artifact_id(1)}"
     seen: list[tuple[str, int, int]] = []
     try:

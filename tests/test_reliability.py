@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,65 +18,30 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.search_space import grid_points
-from tests.conftest import run_hpo
+from tests.conftest import run_hpo, start_hpo
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 FAST_HEARTBEAT = ["--heartbeat", "1", "--grace", "3", "--poll", "0.5"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("HPO_STORAGE", None)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo",
-            "worker",
-            "--storage",
-            storage,
-            "--study",
-            study,
-            "--device",
-            "cpu",
-            "--checkpoint-dir",
-            str(cwd / "checkpoints"),
-            *FAST_HEARTBEAT,
-            *extra,
-        ],
+    return start_hpo(
+        *("worker", "--storage", storage, "--study", study, "--device", "cpu"),
+        *("--checkpoint-dir", str(cwd / "checkpoints"), *FAST_HEARTBEAT, *extra),
         cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        env=ONE_THREAD,
     )
 
 
 def start_launcher(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
     """`hpo launch` with 2 CPU workers."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo",
-            "launch",
-            "--storage",
-            storage,
-            "--study",
-            study,
-            "--cpu",
-            "2",
-            "--checkpoint-dir",
-            str(cwd / "checkpoints"),
-            *extra,
-        ],
+    return start_hpo(
+        *("launch", "--storage", storage, "--study", study, "--cpu", "2"),
+        *("--checkpoint-dir", str(cwd / "checkpoints"), *extra),
         cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        env=ONE_THREAD,
     )
 
 
