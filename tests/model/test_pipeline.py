@@ -6,7 +6,9 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
+import model.pipeline
 from model.datasets import AugmentSpec, ImageData, make_synthetic
 from model.pipeline import DevicePipeline, center_crop, channel_stats
 
@@ -136,3 +138,46 @@ def test_an_epoch_visits_every_image_once(batch_size: int) -> None:
     assert seen.shape[0] == 50
     key = lambda t: sorted(t.reshape(t.shape[0], -1).sum(1).tolist())  # noqa: E731
     assert np.allclose(key(seen), key(data.train_images.float()))
+
+
+def _augmenting_pipeline(count: int = 300) -> DevicePipeline:
+    data = make_synthetic(n_train=count, n_test=10)
+    augment = AugmentSpec(crop=28, padding=0, flip=True)
+    return DevicePipeline(data, CPU, normalize=True, augment=augment)
+
+
+def test_gather_chunks_do_not_change_the_epoch(monkeypatch) -> None:
+    pipeline = _augmenting_pipeline()
+    epochs = []
+    for chunk in (7, 10**6):
+        monkeypatch.setattr(model.pipeline, "GATHER_CHUNK_DEFAULT", chunk)
+        batches = pipeline.train_batches(64, torch.Generator().manual_seed(3))
+        epochs.append([(images.clone(), labels.clone()) for images, labels in batches])
+    assert len(epochs[0]) == len(epochs[1]) == 5
+    for (a, la), (b, lb) in zip(*epochs, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_batch_is_a_slice_and_a_normalization() -> None:
+    """The indexing and random draws happen once per epoch, not per batch (on a GPU each op of a
+    batch is a kernel launch, which costs more than the work of this CNN's small kernels)."""
+    batches = _augmenting_pipeline().train_batches(32, torch.Generator().manual_seed(0))
+    log = _OpLog()
+    with log:
+        next(batches)  # the epoch's shuffle, draws and gathers happen here
+        start = len(log.ops)
+        for _ in range(5):
+            next(batches)
+    later = log.ops[start:]
+    assert len(later) == 5 * 5, later
+    assert set(later) == {"slice", "_to_copy", "sub", "mul"}
