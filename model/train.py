@@ -134,12 +134,8 @@ class Training:
         for epoch in range(len(self.history) + 1, self.config.max_epochs + 1):
             started = time.perf_counter()
             learning_rate = self.optimizer.param_groups[0]["lr"]
-            train_loss, train_accuracy = _train_epoch(
-                self.network, self.pipeline, self.config, self.generator, self._step, self._runner
-            )
-            test_loss, test_accuracy, test_top5 = evaluate(
-                self._step_network, self.pipeline, self.config.speed
-            )
+            train_loss, train_accuracy = self.train_pass()
+            test_loss, test_accuracy, test_top5 = self.test_pass()
             if self.scheduler is not None:
                 self.scheduler.step()
             metrics = EpochMetrics(
@@ -154,6 +150,16 @@ class Training:
             )
             self.history.append(metrics)
             yield metrics
+
+    def train_pass(self) -> tuple[float, float]:
+        """One pass over the training set: its mean loss and accuracy (no schedule step)."""
+        return _train_epoch(
+            self.network, self.pipeline, self.config, self.generator, self._step, self._runner
+        )
+
+    def test_pass(self) -> tuple[float, float, float]:
+        """Mean loss, top-1 and top-5 accuracy on the test set."""
+        return evaluate(self._step_network, self.pipeline, self.config.speed)
 
     def state(self, into: TrainState | None = None) -> TrainState:
         """A copy of the run's state in host memory (safe to write while training goes on).

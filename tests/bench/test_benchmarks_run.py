@@ -1,0 +1,52 @@
+"""Every benchmark runs end to end on tiny inputs on the CPU and returns sane numbers.
+
+The GPU runs (`bench/gpu_check.sh`) are short and rare: a benchmark that broke since the last one
+would waste one. These runs time nothing that is asserted; the ratios are for BENCHMARKS.md.
+"""
+
+import math
+import shlex
+
+from bench import bookkeeping, data_pipeline, epoch, epoch_profile, precision, workers_per_gpu
+
+argv = shlex.split
+
+
+def test_data_pipeline() -> None:
+    result = data_pipeline.main(["--images", "512", "--batch", "64", "--workers", "0"])
+    assert result["seed DataLoader+PIL"] > 0 and result["device pipeline"] > 0
+    assert result["ratio"] > 0
+
+
+def test_epoch() -> None:
+    rows = epoch.main(
+        argv("--images 256 --batches 64 --variants 'none;cuda_graph' --epochs 1 --workers 0")
+    )
+    assert [row["pipeline"] for row in rows] == ["seed", "none", "cuda_graph"]
+    assert all(row["seconds"] > 0 for row in rows)
+    assert all(math.isfinite(row["test_loss"]) for row in rows[1:])
+
+
+def test_epoch_profile() -> None:
+    result = epoch_profile.main(["--images", "256", "--batch", "64"])
+    assert result["wall"] > 0 and 0 < result["busy"] < 2 * result["wall"]
+    assert result["test pass"] > 0
+
+
+def test_bookkeeping(tmp_path) -> None:
+    table = bookkeeping.main(
+        argv(f"--storage sqlite:///{tmp_path}/bk.db --epochs 4 --finished 2 --epoch-seconds 0")
+    )
+    assert table["sqlite"]["ours"] > 0 and table["sqlite"]["optuna defaults"] > 0
+
+
+def test_precision() -> None:
+    result = precision.main(["--dataset", "digits", "--seeds", "2", "--epochs", "2"])
+    assert all(math.isfinite(result[key]) for key in ("loss_diff", "loss_2se", "loss_spread"))
+
+
+def test_workers_per_gpu() -> None:
+    rows = workers_per_gpu.main(
+        ["--device", "cpu", "--workers", "1", "--seconds", "1", "--images", "256"]
+    )
+    assert rows[0]["workers"] == 1 and rows[0]["epochs_per_s"] > 0
