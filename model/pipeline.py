@@ -134,28 +134,23 @@ class DevicePipeline:
         draws = torch.randint(
             0, height - spec.crop + 1, (2, n), generator=generator, device=generator.device
         ).to(self.device)
-        flips = (
-            (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(self.device)
-            if spec.flip
-            else None
-        )
         steps = torch.arange(spec.crop, device=self.device)
+        if spec.flip:
+            flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
+            column_steps = torch.where(flips.to(self.device)[:, None], steps.flip(0), steps)
+        else:
+            column_steps = steps.expand(n, spec.crop)
+        rows = draws[0][:, None] + steps  # n × crop, small: made for the whole epoch at once
+        cols = draws[1][:, None] + column_steps
         out = torch.empty(
             (n, channels, spec.crop, spec.crop), dtype=self.train_images.dtype, device=self.device
         )
         chunk = GATHER_CHUNK.get(self.device.type, GATHER_CHUNK_DEFAULT)
         for start in range(0, n, chunk):
             part = slice(start, start + chunk)
-            index = order[part]
-            size = index.shape[0]
-            rows = draws[0, part][:, None] + steps  # size × crop
-            if flips is None:
-                column_steps = steps.expand(size, spec.crop)
-            else:
-                column_steps = torch.where(flips[part][:, None], steps.flip(0), steps)
-            cols = draws[1, part][:, None] + column_steps  # size × crop
-            pixels = (rows[:, :, None] * width + cols[:, None, :]).view(size, 1, -1)
-            picked = self.train_images[index].view(size, channels, height * width)
+            size = len(out[part])
+            pixels = (rows[part, :, None] * width + cols[part, None, :]).view(size, 1, -1)
+            picked = self.train_images[order[part]].view(size, channels, height * width)
             cropped = picked.gather(2, pixels.expand(size, channels, spec.crop * spec.crop))
             out[part] = cropped.view(size, channels, spec.crop, spec.crop)
         return out
