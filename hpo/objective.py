@@ -222,7 +222,8 @@ class Objective:
             if book.on_epoch(metrics):
                 return
             # The writer finds out first when its write is refused; else check every 10 s.
-            if book.writer.taken_over or time.monotonic() - last_check > TAKEOVER_CHECK_S:
+            taken_over = book.writer is not None and book.writer.taken_over
+            if taken_over or time.monotonic() - last_check > TAKEOVER_CHECK_S:
                 self._check_still_ours(book.trial)
                 last_check = time.monotonic()
             if self.preemption.requested and self.checkpoints is not None:
