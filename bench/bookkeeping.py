@@ -82,9 +82,8 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
     for label, study in (("optuna defaults", default), ("ours", ours)):
         trial = study.ask()
         trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
-        book = EpochBook(trial, patience=10_000, max_epochs=10_000)
-        if label == "ours":
-            book.writer = TrialWriter(storage, trial._trial_id)
+        writer = TrialWriter(storage, trial._trial_id) if label == "ours" else None
+        book = EpochBook(trial, patience=10_000, max_epochs=10_000, writer=writer)
         curves: list[float] = []
         costs = []
         for epoch in range(1, epochs + 1):
@@ -97,8 +96,8 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
                 optuna_defaults(trial, epoch, curves)
             costs.append(time.perf_counter() - started)
         checkpoints.flush()
-        if book.writer is not None:
-            book.writer.close()
+        if writer is not None:
+            writer.close()
         study.tell(trial, 0.0)
         results[label] = statistics.median(costs) * 1000
     optuna.delete_study(study_name=name, storage=storage)
