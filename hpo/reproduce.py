@@ -8,7 +8,7 @@ accuracy at that epoch, the gap) and the curves, in the terminal and as an HTML 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +91,14 @@ _WIDTHS = (11, 14, 10, 11, 8, 18, 10)
 
 
 def table_header() -> str:
+    return _line(COLUMNS)
+
+
+def _line(cells: Sequence[str]) -> str:
+    """Cells in the table's columns: the stage left-aligned, the numbers right-aligned."""
     return "".join(
-        f"{name:<{width}}" if i == 0 else f"{name:>{width}}"
-        for i, (name, width) in enumerate(zip(COLUMNS, _WIDTHS, strict=True))
+        f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+        for i, (cell, width) in enumerate(zip(cells, _WIDTHS, strict=False))
     )
 
 
@@ -116,10 +121,7 @@ def _cells(result: StageResult) -> list[str]:
 
 
 def _row(result: StageResult) -> str:
-    return "".join(
-        f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
-        for i, (cell, width) in enumerate(zip(_cells(result), _WIDTHS, strict=False))
-    )
+    return _line(_cells(result))
 
 
 def _page(results: list[StageResult], options: ReproduceOptions) -> str:
