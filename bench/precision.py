@@ -90,14 +90,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{a.test_accuracy:>9.2%} {b.test_accuracy:>9.2%}",
             flush=True,
         )
-    loss_diff, loss_2se = mean_and_two_se(
-        [b.test_loss - a.test_loss for a, b in zip(plain_runs, fast_runs, strict=True)]
-    )
-    acc_diff, acc_2se = mean_and_two_se(
-        [b.test_accuracy - a.test_accuracy for a, b in zip(plain_runs, fast_runs, strict=True)]
-    )
-    loss_spread = statistics.stdev(r.test_loss for r in plain_runs) if args.seeds > 1 else 0.0
-    acc_spread = statistics.stdev(r.test_accuracy for r in plain_runs) if args.seeds > 1 else 0.0
+    def fast_minus_plain(name: str) -> tuple[float, float]:
+        pairs = zip(plain_runs, fast_runs, strict=True)
+        return mean_and_two_se([getattr(b, name) - getattr(a, name) for a, b in pairs])
+
+    def plain_spread(name: str) -> float:
+        return statistics.stdev(getattr(r, name) for r in plain_runs) if args.seeds > 1 else 0.0
+
+    loss_diff, loss_2se = fast_minus_plain("test_loss")
+    acc_diff, acc_2se = fast_minus_plain("test_accuracy")
+    loss_spread, acc_spread = plain_spread("test_loss"), plain_spread("test_accuracy")
     print(
         f"fast - fp32, mean over seeds: test loss {loss_diff:+.4f} ± {loss_2se:.4f}, "
         f"accuracy {acc_diff:+.2%} ± {acc_2se:.2%} (± two standard errors)"
