@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.checkpoints import AsyncCheckpoints, lineage
 from hpo.config import StudyConfig
+from hpo.errors import TakenOver
 from hpo.preemption import Preemption
 from hpo.search_space import suggest
 from hpo.trial_figure import register_curves_artifact
@@ -48,7 +49,9 @@ class EpochBook:
     # Writes reports and live curves in the background; None: `trial.report` and
     # `trial.should_prune`, each a database round trip, in the training thread.
     writer: TrialWriter | None = None
-    _pruning_view: FrozenTrial | None = None  # the trial as the pruner sees it
+    # The trial as the pruner sees it, read from the database once (when None, at the first
+    # epoch); its intermediate values are then the book's.
+    pruning_view: FrozenTrial | None = None
     _reported: dict[int, float] = field(default_factory=dict)
 
     def on_epoch(self, metrics: EpochMetrics) -> bool:
@@ -97,11 +100,11 @@ class EpochBook:
         self.writer.report(epoch, loss)
         # The study's own pruner decides, given the trial with the values reported so far: what
         # `trial.should_prune` does, less reading the trial back from the database.
-        if self._pruning_view is None:
-            self._pruning_view = self.trial.storage.get_trial(self.trial._trial_id)
+        if self.pruning_view is None:
+            self.pruning_view = self.trial.storage.get_trial(self.trial._trial_id)
         self._reported[epoch] = loss
-        self._pruning_view.intermediate_values = self._reported
-        return self.trial.study.pruner.prune(self.trial.study, self._pruning_view)
+        self.pruning_view.intermediate_values = self._reported
+        return self.trial.study.pruner.prune(self.trial.study, self.pruning_view)
 
     def json_curves(self) -> dict[str, list[float | None]]:
         return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}
@@ -113,10 +116,6 @@ def _json_float(value: float) -> float | None:
 
 
 TAKEOVER_CHECK_S = 10.0  # how often a running trial checks that it is still its worker's
-
-
-class TakenOver(Exception):
-    """Another worker failed this trial (its heartbeat looked stale) and queued it again."""
 
 
 class Objective:
@@ -161,13 +160,17 @@ class Objective:
             speed=self.speed,
         )
         study_name = trial.study.study_name
-        key = lineage(trial.number, trial.storage.get_trial_system_attrs(trial._trial_id))
+        # One read of the trial serves the checkpoint lineage and the pruner.
+        frozen = trial.storage.get_trial(trial._trial_id)
+        key = lineage(trial.number, frozen.system_attrs)
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         trial.set_user_attr("device", str(self.pipeline.device))
         trial.set_user_attr("speed", self.speed.names())
         register_curves_artifact(trial)
         writer = TrialWriter(trial.storage, trial._trial_id, self.live_curves_s)
-        book = EpochBook(trial, self.config.patience, self.config.epochs, writer=writer)
+        book = EpochBook(
+            trial, self.config.patience, self.config.epochs, writer=writer, pruning_view=frozen
+        )
         stopped = False
         try:
             if resume is not None:

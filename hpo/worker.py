@@ -11,7 +11,8 @@ from:
 - a trial that another worker took over (its heartbeat looked stale) is left to that worker;
 - a database outage: storage calls wait for it to come back (storage.resilient).
 A worker whose queue is empty waits while other workers' trials run, since a dead one's trial may
-come back to the queue, and exits when the study has nothing queued or running.
+come back to the queue, and exits when the study has nothing queued or running. A worker started
+on such a study exits before it imports torch or loads the dataset (about 10 s on a slow CPU).
 """
 
 from __future__ import annotations
@@ -27,18 +28,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.checkpoints import (
-    CHECKPOINT_ENV,
-    DEFAULT_CHECKPOINT_DIR,
-    AsyncCheckpoints,
-    CheckpointStore,
-)
-from hpo.data import study_data, study_pipeline
-from hpo.device import resolve_device, resolve_speed
-from hpo.errors import UsageError
-from hpo.objective import Objective, TakenOver
+from hpo.errors import TakenOver, UsageError
 from hpo.preemption import Preempted, Preemption
-from hpo.progress import EpochProgress
 from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
 from hpo.text import describe_trial
 from storage import open_storage
@@ -95,6 +86,9 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
+        retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+            return WorkerSummary(Counter(), 0.0)  # nothing queued, nothing that could come back
         return _work(study, options, preemption, say)
 
 
@@ -104,6 +98,18 @@ def _work(
     preemption: Preemption,
     say: Callable[[str], None],
 ) -> WorkerSummary:
+    # Imported here, once there is work: they bring torch (see the module's docstring).
+    from hpo.checkpoints import (
+        CHECKPOINT_ENV,
+        DEFAULT_CHECKPOINT_DIR,
+        AsyncCheckpoints,
+        CheckpointStore,
+    )
+    from hpo.data import study_data, study_pipeline
+    from hpo.device import resolve_device, resolve_speed
+    from hpo.objective import Objective
+    from hpo.progress import EpochProgress
+
     config = study.config
     device = resolve_device(options.device)
     speed = resolve_speed(options.speed, device)
@@ -140,7 +146,6 @@ def _work(
         states[trial.state.name] += 1
         say(describe_trial(trial, best_trial(study)))
 
-    retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
     while options.max_trials is None or states.total() < options.max_trials:
         objective.last_trial_number = None
         queue_empty = False
