@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import optuna
 
 from hpo.config import PRUNERS, SAMPLERS, StudyConfig
+from hpo.demo import DEMO_EPOCHS, DEMO_TRIALS
 from hpo.errors import UsageError
 from hpo.launcher import DEFAULT_MAX_RESTARTS, DEFAULT_PER_GPU
 from model.dataset_names import DATASETS
@@ -108,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "a small real study end to end on CPU, SQLite and digits", study=False)
     demo.add_argument("--study", help="study name (default: demo-<date>-<time>)")
-    demo.add_argument("--n-trials", type=_positive_int, default=16)
-    demo.add_argument("--epochs", type=_positive_int, default=40)
+    demo.add_argument("--n-trials", type=_positive_int, default=DEMO_TRIALS)
+    demo.add_argument("--epochs", type=_positive_int, default=DEMO_EPOCHS)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("-o", "--output", type=Path, default=Path("best.json"))
 

@@ -14,13 +14,18 @@ from hpo.study import create_study
 from hpo.worker import WorkerOptions, run_worker
 from storage import open_storage
 
+# Sized to finish in about two minutes on 2 slow CPU cores (AVX2, no AVX-512; BENCHMARKS.md):
+# the first 5 trials run to the end before the median pruner starts, so `epochs` sets the length.
+DEMO_TRIALS = 12
+DEMO_EPOCHS = 30
+
 
 @dataclass(frozen=True)
 class DemoOptions:
     storage_url: str
     study_name: str | None = None
-    n_trials: int = 16
-    epochs: int = 40
+    n_trials: int = DEMO_TRIALS
+    epochs: int = DEMO_EPOCHS
     patience: int = 10
     seed: int = 0
     out: Path = Path("best.json")

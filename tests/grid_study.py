@@ -1,0 +1,96 @@
+"""The small grid study that several tests run end to end, and the checks made on it after.
+
+A real `hpo create`, real `hpo worker` processes, then what a user looks at: every grid point
+finished exactly once, `hpo status`, `hpo export` checked against the study, and a late worker
+that finds nothing left. The single-worker run is the SQLite end-to-end test; the eight-worker
+runs on PostgreSQL and MariaDB (tests/test_reliability.py) make the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.search_space import grid_points
+from tests.conftest import run_hpo
+
+EXPORT_KEYS = [
+    "study",
+    "trial",
+    "learning_rate",
+    "batch_size",
+    "p_dropout",
+    "epoch",
+    "test_loss",
+    "test_accuracy",
+    "dataset",
+    "preset",
+]
+
+
+def check_export_against_study(export: dict, storage_url: str) -> None:
+    """The export names the COMPLETE trial of lowest loss, with that trial's best epoch."""
+    assert list(export) == EXPORT_KEYS
+    study = optuna.load_study(study_name=export["study"], storage=storage_url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: (t.value, t.number))  # ties: the earliest trial
+    assert export["trial"] == best.number
+    assert export["test_loss"] == best.value
+    for key in ("learning_rate", "batch_size", "p_dropout"):
+        assert export[key] == best.params[key]
+    curves = best.user_attrs["curves"]
+    epoch = export["epoch"]
+    assert 1 <= epoch <= best.user_attrs["epochs_run"]
+    assert curves["test_loss"][epoch - 1] == min(curves["test_loss"]) == export["test_loss"]
+    assert export["test_accuracy"] == curves["test_accuracy"][epoch - 1]
+    assert 0.0 <= export["test_accuracy"] <= 1.0
+
+
+def create_small_grid(storage_url: str, cwd: Path, epochs: int) -> None:
+    """The seed's 128-point grid on 10 synthetic images: cheap trials, the real queue."""
+    create = (
+        *("create", "--storage", storage_url, "--study", "grid", "--sampler", "grid"),
+        *("--dataset", "synthetic", "--subset", "10", "--epochs", str(epochs), "--patience", "1"),
+    )
+    created = run_hpo(*create, cwd=cwd)
+    assert created.returncode == 0, created.stderr
+    again = run_hpo(*create, cwd=cwd)  # the same settings again: a no-op
+    assert again.returncode == 0 and "exists with the same settings" in again.stdout
+
+
+def assert_grid_exactly_once(
+    storage_url: str, study_name: str = "grid", preset: str = "batchnorm"
+) -> None:
+    """Every point of the preset's grid (128 with dropout, 16 without) finished exactly once."""
+    grid = {tuple(sorted(p.items())) for p in grid_points(preset)}
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    points = Counter(tuple(sorted(t.params.items())) for t in finished)
+    duplicates = sum(n - 1 for n in points.values())
+    missing = len(grid - set(points))
+    print(
+        f"grid: {len(finished)} finished trials, {duplicates} duplicates, {missing} missing, "
+        f"{len(study.trials) - len(finished)} failed or retried"
+    )
+    assert (len(finished), duplicates, missing) == (len(grid), 0, 0)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def check_finished_grid(storage_url: str, cwd: Path) -> None:
+    """What a user sees of the finished grid: status, export, and a worker with nothing to do."""
+    assert_grid_exactly_once(storage_url)
+    status = run_hpo("status", "--storage", storage_url, "--study", "grid", cwd=cwd)
+    assert (
+        status.returncode == 0 and "0 waiting" in status.stdout and "best: trial" in status.stdout
+    )
+    exported = run_hpo("export", "--storage", storage_url, "--study", "grid", cwd=cwd)
+    assert exported.returncode == 0, exported.stderr
+    check_export_against_study(json.loads(exported.stdout), storage_url)
+    late = run_hpo(
+        "worker", "--storage", storage_url, "--study", "grid", "--device", "cpu", cwd=cwd
+    )
+    assert late.returncode == 0 and "worker done: 0 trials" in late.stdout
