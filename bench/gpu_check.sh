@@ -5,8 +5,8 @@
 #
 # STEPS picks the steps; the default set is what is still unmeasured and fits in about 8 minutes
 # (worker, workers and fp32 eager epochs were measured on 2026-11-27, bench/results/).
-# DEVICE=cpu IMAGES=256 runs the same steps small on a CPU: tests/bench checks the script that
-# way, since a GPU run is short and rare and must not be lost to a broken step.
+# DEVICE=cpu IMAGES=128 BATCHES=64 runs the same steps small on a CPU: tests/bench checks the
+# script that way, since a GPU run is short and rare and must not be lost to a broken step.
 set -u
 out=${OUT:-gpu-out}
 device=${DEVICE:-cuda}
@@ -38,7 +38,7 @@ step data_pipeline 45 python3 -m bench.data_pipeline --device "$device" --images
 step profile 60 bash -c "
   python3 -m bench.epoch_profile --device $device --images $images --speed auto &&
   python3 -m bench.epoch_profile --device $device --images $images --speed $fast"
-step epoch 130 python3 -m bench.epoch --device "$device" --images "$images" --batches 128,512 \
+step epoch 130 python3 -m bench.epoch --device "$device" --images "$images" --batches "${BATCHES:-128,512}" \
   --variants "${EPOCH_VARIANTS:-cudnn_benchmark,cuda_graph;channels_last,cudnn_benchmark,cuda_graph;$fast}"
 step workers 110 python3 -m bench.workers_per_gpu --device "$device" --images "$images" \
   --workers "${WORKERS:-1,2,4,8}" --seconds 12

@@ -33,9 +33,7 @@ class RunResult:
     epoch: int
 
 
-def best_of_run(
-    pipeline: DevicePipeline, num_classes: int, config: TrainConfig
-) -> RunResult:
+def best_of_run(pipeline: DevicePipeline, num_classes: int, config: TrainConfig) -> RunResult:
     _, history = train(config, pipeline, num_classes)
     best = best_epoch(history)
     if best is None:
@@ -90,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{a.test_accuracy:>9.2%} {b.test_accuracy:>9.2%}",
             flush=True,
         )
+
     def fast_minus_plain(name: str) -> tuple[float, float]:
         pairs = zip(plain_runs, fast_runs, strict=True)
         return mean_and_two_se([getattr(b, name) - getattr(a, name) for a, b in pairs])

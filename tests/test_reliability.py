@@ -10,15 +10,14 @@ import os
 import signal
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.search_space import grid_points
 from tests.conftest import run_hpo, start_hpo
+from tests.grid_study import assert_grid_exactly_once, check_finished_grid, create_small_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -61,20 +60,6 @@ def finish(workers: list[subprocess.Popen[str]], timeout: float = 400) -> list[s
     return outputs
 
 
-def assert_grid_exactly_once(storage: str, study_name: str) -> None:
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    points = Counter(tuple(sorted(t.params.items())) for t in finished)
-    duplicates = sum(n - 1 for n in points.values())
-    missing = len({tuple(sorted(p.items())) for p in grid_points("batchnorm")} - set(points))
-    print(
-        f"grid: {len(finished)} finished trials, {duplicates} duplicates, {missing} missing, "
-        f"{len(study.trials) - len(finished)} failed or retried"
-    )
-    assert (len(finished), duplicates, missing) == (128, 0, 0)
-    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-
-
 def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 120) -> int:
     """Wait until the study's running trial has reported `epoch`; return the epochs reported."""
     deadline = time.monotonic() + timeout
@@ -89,8 +74,9 @@ def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 1
 
 @pytest.mark.parametrize("server", ["postgres", "mariadb"])
 def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tmp_path) -> None:
+    """Also the end-to-end checks of the small grid on these servers (tests/grid_study.py)."""
     storage = request.getfixturevalue("postgres_url" if server == "postgres" else "mysql_url")
-    create(storage, "grid", tmp_path, "--subset", "32", "--epochs", "1")
+    create_small_grid(storage, tmp_path, epochs=1)
     started = time.perf_counter()
     outputs = finish([start_worker(storage, "grid", tmp_path) for _ in range(8)])
     per_worker = [sum(line.startswith("trial ") for line in out.splitlines()) for out in outputs]
@@ -98,7 +84,7 @@ def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tm
         f"{server}: 8 workers, {time.perf_counter() - started:.0f} s, trials per worker "
         f"{per_worker}"
     )
-    assert_grid_exactly_once(storage, "grid")
+    check_finished_grid(storage, tmp_path)
 
 
 def test_a_second_worker_on_sqlite_is_refused(tmp_path: Path, sqlite_url: str) -> None:
@@ -191,7 +177,7 @@ def test_database_connections_cut_mid_run(tmp_path: Path, postgres_url: str) -> 
 
     from tests.conftest import PG_ADMIN
 
-    create(postgres_url, "grid", tmp_path, "--subset", "32", "--epochs", "2")
+    create(postgres_url, "grid", tmp_path, "--subset", "10", "--epochs", "2")
     workers = [start_worker(postgres_url, "grid", tmp_path) for _ in range(3)]
     database = postgres_url.rsplit("/", 1)[1]
     cut = 0
@@ -209,7 +195,7 @@ def test_database_connections_cut_mid_run(tmp_path: Path, postgres_url: str) -> 
     print(f"connections cut: {cut} in 4 rounds; workers all exited 0")
     assert cut > 0
     assert all("Traceback" not in out for out in outputs)
-    assert_grid_exactly_once(postgres_url, "grid")
+    assert_grid_exactly_once(postgres_url)
 
 
 def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> None:
@@ -222,7 +208,7 @@ def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> N
         "--n-trials",
         "10",
         "--subset",
-        "32",
+        "10",
         "--epochs",
         "2",
     )
@@ -248,7 +234,10 @@ def test_tpe_budget_holds_across_workers(tmp_path: Path, postgres_url: str) -> N
 
 
 def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -> None:
-    create(postgres_url, "grid", tmp_path, "--subset", "32", "--epochs", "2")
+    # The 16-point grid of a preset without dropout, with longer trials: the kill lands mid-run.
+    create(
+        postgres_url, "grid", tmp_path, "--preset", "momentum", "--subset", "10", "--epochs", "4"
+    )
     launcher = start_launcher(postgres_url, "grid", tmp_path, "--heartbeat", "1", "--grace", "3")
     wait_for_epoch(postgres_url, "grid", 1)
     children = subprocess.run(
@@ -260,7 +249,7 @@ def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -
     assert launcher.returncode == 0, out[-3000:]
     assert "exited -9; restarting in 2 s (restart 1 of 5)" in out
     assert all(line.startswith("[") for line in out.splitlines())  # every line prefixed
-    assert_grid_exactly_once(postgres_url, "grid")
+    assert_grid_exactly_once(postgres_url, preset="momentum")
 
 
 def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_url: str) -> None:
