@@ -32,6 +32,16 @@ def _unavailable(what: str, error: Exception) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""
+    yield from _postgres_database()
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database shared by one test module's tests, dropped after the module."""
+    yield from _postgres_database()
+
+
+def _postgres_database() -> Iterator[str]:
     try:
         import psycopg
 
