@@ -27,6 +27,7 @@ from model.train import EpochMetrics, TrainState
 
 CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
+WRITER_IDLE_CHECK_S = 0.2  # how often an idle writer thread checks whether the program is ending
 
 
 def lineage(trial_number: int, system_attrs: dict[str, object]) -> int:
@@ -73,15 +74,20 @@ class AsyncCheckpoints:
     """`CheckpointStore` whose writes run in a background thread, one at a time.
 
     Two host copies of the state alternate: the training thread copies the new state into the
-    one that is not being written, so a checkpoint costs the training loop one memcpy.
+    one that is not being written, so a checkpoint costs the training loop one memcpy. The writer
+    thread lives as long as the program and waits for work: starting a thread per write cost 2 ms
+    of the training loop's time on a slow 2-core machine (BENCHMARKS.md, benchmark 4).
     """
 
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
-        self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
         self._spare: TrainState | None = None  # the copy not being written, reused next time
         self._writing: TrainState | None = None
+        self._changed = threading.Condition()
+        self._job: tuple[str, int, TrainState] | None = None  # handed over, not yet taken
+        self._busy = False  # the writer is writing a job
+        self._writer: threading.Thread | None = None
 
     def load(self, study: str, key: int) -> TrainState | None:
         self.flush()
@@ -94,16 +100,18 @@ class AsyncCheckpoints:
         self.flush()  # one write at a time; it has had a whole epoch to finish
         state = snapshot(self._spare)
         self._spare, self._writing = self._writing, state
-        self._writer = threading.Thread(
-            target=self._write, args=(study, key, state), name="checkpoint-writer"
-        )
-        self._writer.start()
+        with self._changed:
+            self._job = (study, key, state)
+            self._changed.notify_all()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._run, name="checkpoint-writer")
+            self._writer.start()
 
     def flush(self) -> None:
         """Wait until the state last handed to `save` is on disk."""
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
+        with self._changed:
+            while self._job is not None or self._busy:
+                self._changed.wait()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -112,8 +120,22 @@ class AsyncCheckpoints:
         self.flush()  # or a late write would bring the file back
         self.store.remove(study, key)
 
-    def _write(self, study: str, key: int, state: TrainState) -> None:
-        try:
-            self.store.save(study, key, state)
-        except Exception as error:  # raised in the training thread at its next call
-            self._error = error
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._job is None:
+                    # Not a daemon, so a write in flight is finished at exit; once the main
+                    # thread has ended and nothing is left to write, let the program exit.
+                    if not threading.main_thread().is_alive():
+                        return
+                    self._changed.wait(timeout=WRITER_IDLE_CHECK_S)
+                study, key, state = self._job
+                self._job, self._busy = None, True
+            try:
+                self.store.save(study, key, state)
+            except Exception as error:  # raised in the training thread at its next call
+                self._error = error
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
