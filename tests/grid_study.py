@@ -62,12 +62,11 @@ def create_small_grid(storage_url: str, cwd: Path, epochs: int) -> None:
     assert again.returncode == 0 and "exists with the same settings" in again.stdout
 
 
-def assert_grid_exactly_once(
-    storage_url: str, study_name: str = "grid", preset: str = "batchnorm"
-) -> None:
-    """Every point of the preset's grid (128 with dropout, 16 without) finished exactly once."""
+def assert_grid_exactly_once(storage_url: str, preset: str = "batchnorm") -> None:
+    """Every point of the preset's grid (128 with dropout, 16 without) in the study `grid`
+    finished exactly once."""
     grid = {tuple(sorted(p.items())) for p in grid_points(preset)}
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    study = optuna.load_study(study_name="grid", storage=storage_url)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     points = Counter(tuple(sorted(t.params.items())) for t in finished)
     duplicates = sum(n - 1 for n in points.values())

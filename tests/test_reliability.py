@@ -60,14 +60,14 @@ def finish(workers: list[subprocess.Popen[str]], timeout: float = 400) -> list[s
     return outputs
 
 
-def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 120) -> int:
-    """Wait until the study's running trial has reported `epoch`; return the epochs reported."""
+def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 120) -> None:
+    """Wait until the study's running trial has reported `epoch`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         study = optuna.load_study(study_name=study_name, storage=storage)
         running = study.get_trials(states=(TrialState.RUNNING,))
         if running and len(running[0].intermediate_values) >= epoch:
-            return len(running[0].intermediate_values)
+            return
         time.sleep(0.05)
     raise AssertionError(f"no trial reached epoch {epoch}")
 
