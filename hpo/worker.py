@@ -87,8 +87,8 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
         retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
-        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
-            return WorkerSummary(Counter(), 0.0)  # nothing queued, nothing that could come back
+        if not _has_work(study):
+            return WorkerSummary(Counter(), 0.0)
         return _work(study, options, preemption, say)
 
 
@@ -195,6 +195,11 @@ def _work(
                 raise WorkerPreempted("SIGTERM: stopped while waiting for trials") from None
             retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
     return WorkerSummary(states, time.perf_counter() - started)
+
+
+def _has_work(study: optuna.Study) -> bool:
+    """Trials queued, or running ones that could come back to the queue if their worker died."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
 
 def _others_running(study: optuna.Study) -> bool:
