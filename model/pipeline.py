@@ -148,7 +148,7 @@ class DevicePipeline:
         chunk = GATHER_CHUNK.get(self.device.type, GATHER_CHUNK_DEFAULT)
         for start in range(0, n, chunk):
             part = slice(start, start + chunk)
-            size = len(out[part])
+            size = min(chunk, n - start)
             pixels = (rows[part, :, None] * width + cols[part, None, :]).view(size, 1, -1)
             picked = self.train_images[order[part]].view(size, channels, height * width)
             cropped = picked.gather(2, pixels.expand(size, channels, spec.crop * spec.crop))
