@@ -26,10 +26,10 @@ from pathlib import Path
 import optuna
 import torch
 
-from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
-from hpo.objective import EpochBook
-from hpo.pruning import build_pruner
-from hpo.trial_writer import TrialWriter
+from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
+from hpo.trial.objective import EpochBook
+from hpo.trial.pruning import build_pruner
+from hpo.trial.writer import TrialWriter
 from model.datasets import augment_spec, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
@@ -90,7 +90,7 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
         for epoch in range(1, epochs + 1):
             time.sleep(epoch_seconds)  # the epoch's training, during which a write can finish
             started = time.perf_counter()
-            if label == "ours":  # in the order of hpo.objective.Objective._train
+            if label == "ours":  # in the order of hpo.trial.objective.Objective._train
                 checkpoints.save(name, trial.number, run.state)
                 saves.append(time.perf_counter() - started)
                 book.on_epoch(_metrics(epoch))

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.search_space import grid_points
+from hpo.study.search_space import grid_points
 from tests.conftest import run_hpo
 
 EXPORT_KEYS = [

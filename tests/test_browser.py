@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from hpo.trial_figure import curves_artifact_id
+from hpo.results.trial_figure import curves_artifact_id
 from tests.conftest import REPO, free_port, start_hpo
 
 ARTIFACTS = REPO / "test-artifacts"

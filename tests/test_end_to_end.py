@@ -10,8 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.demo import DEMO_TRIALS
-from hpo.trial_figure import curves_artifact_id
+from hpo.cli.demo import DEMO_TRIALS
+from hpo.results.trial_figure import curves_artifact_id
 from tests.conftest import free_port, run_hpo, start_hpo
 from tests.grid_study import check_export_against_study, check_finished_grid, create_small_grid
 

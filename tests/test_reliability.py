@@ -261,7 +261,7 @@ def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -
 def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_url: str) -> None:
     """Another worker judged our heartbeat stale, failed our trial and queued it again: we must
     not crash, and the retry resumes from our checkpoint."""
-    from hpo.worker import MAX_RETRIES
+    from hpo.study.worker import MAX_RETRIES
     from storage import open_storage
 
     create(postgres_url, "resume", tmp_path, *ONE_TRIAL)

@@ -120,10 +120,10 @@ def test_fast_paths_on_cuda_train_like_plain_cuda(speed: SpeedOptions) -> None:
 def test_real_cuda_out_of_memory_is_released(monkeypatch) -> None:
     import optuna
 
-    from hpo.config import StudyConfig
-    from hpo.data import study_data, study_pipeline
-    from hpo.objective import Objective
-    from hpo.pruning import build_pruner
+    from hpo.study.config import StudyConfig
+    from hpo.trial.data import study_data, study_pipeline
+    from hpo.trial.objective import Objective
+    from hpo.trial.pruning import build_pruner
 
     config = StudyConfig(dataset="synthetic", subset=256, epochs=2, patience=2)
     data = study_data(config)

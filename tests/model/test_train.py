@@ -152,7 +152,7 @@ def test_graphed_steps_capture_once_per_epoch_after_warm_up() -> None:
 def test_resuming_from_a_saved_state_continues_bit_for_bit(tmp_path) -> None:
     """Stop after epoch 2, write the state to disk and read it back (reusing buffers, as the
     checkpoint writer does), continue: the same epochs as a run never stopped."""
-    from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
+    from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
     from model.train import Training
 
     config = _config(max_epochs=5)

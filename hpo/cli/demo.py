@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpo.config import StudyConfig
-from hpo.export import best_export, write_text
-from hpo.study import create_study
-from hpo.worker import WorkerOptions, run_worker
+from hpo.results.export import best_export, write_text
+from hpo.study.config import StudyConfig
+from hpo.study.queue import create_study
+from hpo.study.worker import WorkerOptions, run_worker
 from storage import open_storage
 
 # Sized to finish in about two minutes on 2 slow CPU cores (AVX2, no AVX-512; BENCHMARKS.md):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
+from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
 from model.train import TrainState
 
 
@@ -70,7 +70,7 @@ def test_a_write_in_flight_is_finished_when_the_program_ends(tmp_path: Path) -> 
     script = textwrap.dedent(
         f"""
         import time, torch
-        from hpo.checkpoints import AsyncCheckpoints, CheckpointStore
+        from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
         from model.train import TrainState
 
         class SlowStore(CheckpointStore):

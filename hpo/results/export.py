@@ -10,9 +10,9 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial
 
-from hpo.config import StudyConfig
 from hpo.errors import UsageError
-from hpo.study import best_trial, load_config
+from hpo.study.config import StudyConfig
+from hpo.study.queue import best_trial, load_config
 
 EXPORT_FORMATS = ("json", "yaml")
 

@@ -29,9 +29,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import TakenOver, UsageError
-from hpo.preemption import Preempted, Preemption
-from hpo.study import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
-from hpo.text import describe_trial
+from hpo.results.text import describe_trial
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
+from hpo.trial.preemption import Preempted, Preemption
 from storage import open_storage
 from storage.resilient import with_retries
 from storage.sqlite_lock import one_worker_per_sqlite_file
@@ -99,16 +99,16 @@ def _work(
     say: Callable[[str], None],
 ) -> WorkerSummary:
     # Imported here, once there is work: they bring torch (see the module's docstring).
-    from hpo.checkpoints import (
+    from hpo.results.progress import EpochProgress
+    from hpo.trial.checkpoints import (
         CHECKPOINT_ENV,
         DEFAULT_CHECKPOINT_DIR,
         AsyncCheckpoints,
         CheckpointStore,
     )
-    from hpo.data import study_data, study_pipeline
-    from hpo.device import resolve_device, resolve_speed
-    from hpo.objective import Objective
-    from hpo.progress import EpochProgress
+    from hpo.trial.data import study_data, study_pipeline
+    from hpo.trial.device import resolve_device, resolve_speed
+    from hpo.trial.objective import Objective
 
     config = study.config
     device = resolve_device(options.device)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from hpo.config import StudyConfig
 from hpo.errors import UsageError
+from hpo.study.config import StudyConfig
 from model.datasets import DatasetError, ImageData, augment_spec, load_dataset, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS

@@ -2,10 +2,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.config import CONFIG_ATTR, StudyConfig
 from hpo.errors import UsageError
-from hpo.search_space import grid_points
-from hpo.study import NoWorkLeft, create_study, open_study
+from hpo.study.config import CONFIG_ATTR, StudyConfig
+from hpo.study.queue import NoWorkLeft, create_study, open_study
+from hpo.study.search_space import grid_points
 from storage import open_storage
 
 

@@ -12,10 +12,10 @@ from typing import Any, NoReturn
 
 import optuna
 
-from hpo.config import PRUNERS, SAMPLERS, StudyConfig
-from hpo.demo import DEMO_EPOCHS, DEMO_TRIALS
+from hpo.cli.demo import DEMO_EPOCHS, DEMO_TRIALS
 from hpo.errors import UsageError
-from hpo.launcher import DEFAULT_MAX_RESTARTS, DEFAULT_PER_GPU
+from hpo.study.config import PRUNERS, SAMPLERS, StudyConfig
+from hpo.study.launcher import DEFAULT_MAX_RESTARTS, DEFAULT_PER_GPU
 from model.dataset_names import DATASETS
 from model.presets import DEFAULT_PRESET, PRESETS
 from model.speed import FAST_PATHS
@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(layer_table()))
         return 0
     if args.command == "demo":
-        from hpo.demo import DemoOptions, run_demo
+        from hpo.cli.demo import DemoOptions, run_demo
 
         run_demo(
             DemoOptions(
@@ -267,14 +267,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         return _reproduce(args)
     if args.command == "dashboard":
-        from hpo.dashboard import serve_dashboard
+        from hpo.cli.dashboard import serve_dashboard
 
         serve_dashboard(storage_url, args.host, args.port, args.artifact_dir)
         return 0
     from storage import open_storage
 
     if args.command == "status":
-        from hpo.status import status_text
+        from hpo.results.status import status_text
 
         # Heartbeat settings let the stale check run; status itself sends none.
         storage = open_storage(storage_url, heartbeat_interval=1, grace_period=args.grace)
@@ -282,8 +282,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     storage = open_storage(storage_url)
     if args.command == "report":
-        from hpo.export import write_text
-        from hpo.report import build_report
+        from hpo.results.export import write_text
+        from hpo.results.report import build_report
 
         started = time.perf_counter()
         write_text(args.output, build_report(storage, args.study))
@@ -293,7 +293,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "export":
-        from hpo.export import best_export, render_export, write_text
+        from hpo.results.export import best_export, render_export, write_text
 
         text = render_export(best_export(storage, args.study), args.format)
         if args.output is None:
@@ -305,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.study import create_study
+    from hpo.study.queue import create_study
     from storage import open_storage
 
     config = StudyConfig(
@@ -328,7 +328,7 @@ def _create(args: argparse.Namespace, storage_url: str) -> int:
 
 
 def _worker(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.worker import WorkerFailed, WorkerOptions, WorkerPreempted, run_worker
+    from hpo.study.worker import WorkerFailed, WorkerOptions, WorkerPreempted, run_worker
 
     options = WorkerOptions(
         storage_url,
@@ -359,8 +359,8 @@ def _worker(args: argparse.Namespace, storage_url: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hpo.device import resolve_device, resolve_speed
-    from hpo.retrain import read_params, retrain
+    from hpo.results.retrain import read_params, retrain
+    from hpo.trial.device import resolve_device, resolve_speed
 
     params = read_params(args.params)
     device = resolve_device(args.device)
@@ -372,8 +372,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from hpo.device import resolve_device, resolve_speed
-    from hpo.reproduce import ReproduceOptions, reproduce, table_header
+    from hpo.results.reproduce import ReproduceOptions, reproduce, table_header
+    from hpo.trial.device import resolve_device, resolve_speed
 
     if not 0 < args.learning_rate <= 10:
         raise UsageError(f"--learning-rate must be in (0, 10], got {args.learning_rate}")
@@ -397,7 +397,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.launcher import LaunchOptions, launch
+    from hpo.study.launcher import LaunchOptions, launch
     from storage import open_storage
 
     gpus: tuple[str, ...] = ()
@@ -412,7 +412,7 @@ def _launch(args: argparse.Namespace, storage_url: str) -> int:
         if count == 0:
             raise UsageError("no CUDA GPU on this machine: give --cpu N for CPU workers")
         gpus = tuple(str(i) for i in range(count))
-    from hpo.study import load_config
+    from hpo.study.queue import load_config
 
     load_config(open_storage(storage_url), args.study)  # fail here, not in every worker
     passed = []

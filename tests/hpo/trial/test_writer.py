@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.trial_writer import TrialWriter
+from hpo.trial.writer import TrialWriter
 from storage import open_storage
 
 

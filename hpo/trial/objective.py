@@ -12,13 +12,13 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.checkpoints import AsyncCheckpoints, lineage
-from hpo.config import StudyConfig
 from hpo.errors import TakenOver
-from hpo.preemption import Preemption
-from hpo.search_space import suggest
-from hpo.trial_figure import register_curves_artifact
-from hpo.trial_writer import LIVE_CURVES_INTERVAL_S, TrialWriter
+from hpo.results.trial_figure import register_curves_artifact
+from hpo.study.config import StudyConfig
+from hpo.study.search_space import suggest
+from hpo.trial.checkpoints import AsyncCheckpoints, lineage
+from hpo.trial.preemption import Preemption
+from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions

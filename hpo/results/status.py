@@ -8,8 +8,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study import best_trial, load_config
-from hpo.text import format_params
+from hpo.results.text import format_params
+from hpo.study.queue import best_trial, load_config
 from storage.orphans import orphaned_trial_ids
 
 

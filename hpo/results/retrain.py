@@ -13,11 +13,11 @@ import optuna
 import torch
 
 import hpo
-from hpo.config import StudyConfig
-from hpo.data import study_data, study_pipeline
 from hpo.errors import UsageError
-from hpo.progress import EpochProgress
-from hpo.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES
+from hpo.results.progress import EpochProgress
+from hpo.study.config import StudyConfig
+from hpo.study.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES
+from hpo.trial.data import study_data, study_pipeline
 from model.dataset_names import DATASETS
 from model.presets import PRESETS
 from model.speed import SpeedOptions

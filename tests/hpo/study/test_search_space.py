@@ -1,6 +1,6 @@
 import optuna
 
-from hpo.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES, grid_points, suggest
+from hpo.study.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES, grid_points, suggest
 
 
 def test_the_seed_grid_has_exactly_128_points() -> None:

@@ -6,11 +6,11 @@ import optuna
 import pytest
 import torch
 
-from hpo.config import StudyConfig
-from hpo.data import study_data, study_pipeline
-from hpo.objective import EpochBook, Objective
-from hpo.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
-from hpo.trial_writer import TrialWriter
+from hpo.study.config import StudyConfig
+from hpo.trial.data import study_data, study_pipeline
+from hpo.trial.objective import EpochBook, Objective
+from hpo.trial.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
+from hpo.trial.writer import TrialWriter
 from model.train import EpochMetrics, Training
 
 
@@ -160,7 +160,7 @@ def test_out_of_memory_ends_the_trial_as_oom(monkeypatch) -> None:
 def test_progress_lines_only_on_a_terminal() -> None:
     import io
 
-    from hpo.progress import EpochProgress
+    from hpo.results.progress import EpochProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

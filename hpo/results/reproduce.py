@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from plotly.subplots import make_subplots
 
-from hpo.config import StudyConfig
-from hpo.data import study_data, study_pipeline
-from hpo.export import write_text
-from hpo.page import figure_html, html_page, table_html
-from hpo.progress import EpochProgress
+from hpo.results.export import write_text
+from hpo.results.page import figure_html, html_page, table_html
+from hpo.results.progress import EpochProgress
+from hpo.study.config import StudyConfig
+from hpo.trial.data import study_data, study_pipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions
 from model.train import EpochMetrics, TrainConfig, Training, best_epoch

@@ -18,11 +18,11 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.export import export_of
-from hpo.page import figure_html, html_page, section, table_html
-from hpo.search_space import BATCH_SIZES, LEARNING_RATES
-from hpo.study import best_trial, load_config
-from hpo.trial_figure import trial_curves
+from hpo.results.export import export_of
+from hpo.results.page import figure_html, html_page, section, table_html
+from hpo.results.trial_figure import trial_curves
+from hpo.study.queue import best_trial, load_config
+from hpo.study.search_space import BATCH_SIZES, LEARNING_RATES
 
 TOP_TRIALS = 15
 

@@ -20,7 +20,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from hpo.curve_figure import learning_curves_svg
+from hpo.results.curve_figure import learning_curves_svg
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore

@@ -2,7 +2,7 @@
 
 optuna-dashboard has no authentication and its API can delete studies, so anything but a
 loopback address gets a warning. Its artifact store draws each trial's learning curves from the
-database (hpo.trial_figure); `artifact_dir` keeps files uploaded through the dashboard.
+database (hpo.results.trial_figure); `artifact_dir` keeps files uploaded through the dashboard.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hpo.errors import UsageError
-from hpo.trial_figure import CurvesArtifactStore
+from hpo.results.trial_figure import CurvesArtifactStore
 from storage import open_storage
 
 LOOPBACK_NAMES = ("localhost",)

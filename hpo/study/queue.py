@@ -22,10 +22,10 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import CONFIG_ATTR, StudyConfig
 from hpo.errors import UsageError
-from hpo.pruning import build_pruner
-from hpo.search_space import grid_points
+from hpo.study.config import CONFIG_ATTR, StudyConfig
+from hpo.study.search_space import grid_points
+from hpo.trial.pruning import build_pruner
 from storage.orphans import orphaned_trial_ids
 
 

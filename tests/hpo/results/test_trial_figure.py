@@ -17,17 +17,17 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
-from hpo.config import StudyConfig
-from hpo.curve_figure import learning_curves_svg, nice_ticks
-from hpo.data import study_data, study_pipeline
-from hpo.objective import Objective
-from hpo.pruning import build_pruner
-from hpo.trial_figure import (
+from hpo.results.curve_figure import learning_curves_svg, nice_ticks
+from hpo.results.trial_figure import (
     ARTIFACTS_ATTR_PREFIX,
     CurvesArtifactStore,
     curves_artifact_id,
     trial_id_of,
 )
+from hpo.study.config import StudyConfig
+from hpo.trial.data import study_data, study_pipeline
+from hpo.trial.objective import Objective
+from hpo.trial.pruning import build_pruner
 from storage import open_storage
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,0 +1,1 @@
+"""What a study gives back: status, export, report, retraining, figures and text."""

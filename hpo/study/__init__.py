@@ -1,0 +1,1 @@
+"""The study: its settings, search space and work queue, the worker that runs it, and recovery."""

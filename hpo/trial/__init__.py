@@ -1,0 +1,1 @@
+"""One trial: the objective, its per-epoch bookkeeping, checkpoints and background writes."""
