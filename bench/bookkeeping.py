@@ -27,27 +27,43 @@ import optuna
 import torch
 
 from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
+from hpo.trial.epoch_book import build_pruner
 from hpo.trial.objective import EpochBook
-from hpo.trial.pruning import build_pruner
 from hpo.trial.writer import TrialWriter
 from model.datasets import augment_spec, make_synthetic
+from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.train import EpochMetrics, TrainConfig, Training
 from storage import open_storage
+from storage.optuna_internals import trial_id
 
 
 def _training() -> Training:
     data = make_synthetic(n_train=64, n_test=16)
     pipeline = DevicePipeline(data, torch.device("cpu"), True, augment_spec("cifar10"))
-    run = Training(TrainConfig(0.01, 32, 0.5, 1, PRESETS["batchnorm"]), pipeline, 10)
+    config = TrainConfig(
+        hyperparams=Hyperparams(learning_rate=0.01, batch_size=32, p_dropout=0.5),
+        max_epochs=1,
+        preset=PRESETS["batchnorm"],
+    )
+    run = Training(config, pipeline, 10)
     for _ in run.epochs():
         pass
     return run
 
 
 def _metrics(epoch: int) -> EpochMetrics:
-    return EpochMetrics(epoch, 1.0 / epoch, 0.5, 2.0 / epoch, 0.6, 0.9, 0.01, 0.5)
+    return EpochMetrics(
+        epoch=epoch,
+        train_loss=1.0 / epoch,
+        train_accuracy=0.5,
+        test_loss=2.0 / epoch,
+        test_accuracy=0.6,
+        test_top5=0.9,
+        learning_rate=0.01,
+        seconds=0.5,
+    )
 
 
 def _fill(study: optuna.Study, finished: int, epochs: int) -> None:
@@ -82,8 +98,8 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
     for label, study in (("optuna defaults", default), ("ours", ours)):
         trial = study.ask()
         trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
-        writer = TrialWriter(storage, trial._trial_id) if label == "ours" else None
-        book = EpochBook(trial, patience=10_000, max_epochs=10_000, writer=writer)
+        writer = TrialWriter(storage, trial_id(trial)) if label == "ours" else None
+        book = EpochBook(trial=trial, patience=10_000, max_epochs=10_000, writer=writer)
         curves: list[float] = []
         costs = []
         saves = []  # ours: the checkpoint part (state copy, writer thread started)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from bench.seed_pipeline import seed_loaders
 from bench.timing import machine, sync
 from model.datasets import augment_spec, make_synthetic
+from model.hyperparams import Hyperparams
 from model.network import SeedCNN
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
@@ -66,11 +67,9 @@ def our_epoch_seconds(
     """(best epoch seconds, first epoch seconds, test loss after the last epoch)."""
     pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec("cifar10"))
     config = TrainConfig(
-        0.01,
-        batch_size,
-        0.5,
-        epochs + 1,
-        PRESETS["batchnorm"],
+        hyperparams=Hyperparams(learning_rate=0.01, batch_size=batch_size, p_dropout=0.5),
+        max_epochs=epochs + 1,
+        preset=PRESETS["batchnorm"],
         seed=0,
         speed=parse_speed(variant, device),
     )

@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from bench.timing import machine, timed
 from model.datasets import augment_spec, make_synthetic
+from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import parse_speed
@@ -47,7 +48,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     data = make_synthetic(n_train=n_train, n_test=n_train // 5)
     pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec("cifar10"))
     speed = parse_speed(args.speed, device)
-    config = TrainConfig(0.01, args.batch, 0.5, 10**6, PRESETS["batchnorm"], speed=speed)
+    config = TrainConfig(
+        hyperparams=Hyperparams(learning_rate=0.01, batch_size=args.batch, p_dropout=0.5),
+        max_epochs=10**6,
+        preset=PRESETS["batchnorm"],
+        speed=speed,
+    )
     run = Training(config, pipeline, 10)
     epochs = run.epochs()
     next(epochs)  # warm-up: allocator, cuDNN's choices, the first graph capture

@@ -20,13 +20,14 @@ import torch
 
 from bench.timing import machine
 from model.datasets import augment_spec, load_dataset, make_synthetic
+from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions, parse_speed
 from model.train import TrainConfig, best_epoch, train
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     test_loss: float  # at the best epoch
     test_accuracy: float
@@ -37,8 +38,8 @@ def best_of_run(pipeline: DevicePipeline, num_classes: int, config: TrainConfig)
     _, history = train(config, pipeline, num_classes)
     best = best_epoch(history)
     if best is None:
-        return RunResult(float("nan"), 0.0, 0)
-    return RunResult(best.test_loss, best.test_accuracy, best.epoch)
+        return RunResult(test_loss=float("nan"), test_accuracy=0.0, epoch=0)
+    return RunResult(test_loss=best.test_loss, test_accuracy=best.test_accuracy, epoch=best.epoch)
 
 
 def mean_and_two_se(values: list[float]) -> tuple[float, float]:
@@ -70,7 +71,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec(args.dataset))
 
     def config(seed: int, speed: SpeedOptions) -> TrainConfig:
-        return TrainConfig(args.lr, args.batch, args.dropout, args.epochs, preset, seed, speed)
+        return TrainConfig(
+            hyperparams=Hyperparams(
+                learning_rate=args.lr, batch_size=args.batch, p_dropout=args.dropout
+            ),
+            max_epochs=args.epochs,
+            preset=preset,
+            seed=seed,
+            speed=speed,
+        )
 
     print(
         f"# best epoch of {args.epochs}, {args.dataset} ({pipeline.train_size} train images), "

@@ -23,6 +23,7 @@ MEAN_EPOCHS_PER_TRIAL = 60  # patience-10 trials of the seed's grid stop around 
 
 def one_process(args: argparse.Namespace) -> None:
     from model.datasets import augment_spec, make_synthetic
+    from model.hyperparams import Hyperparams
     from model.pipeline import DevicePipeline
     from model.presets import PRESETS
     from model.speed import parse_speed
@@ -32,7 +33,10 @@ def one_process(args: argparse.Namespace) -> None:
     data = make_synthetic(n_train=args.images, n_test=args.images // 5)
     pipeline = DevicePipeline(data, device, True, augment_spec("cifar10"))
     config = TrainConfig(
-        0.01, args.batch, 0.5, 10_000, PRESETS["batchnorm"], speed=parse_speed(args.speed, device)
+        hyperparams=Hyperparams(learning_rate=0.01, batch_size=args.batch, p_dropout=0.5),
+        max_epochs=10_000,
+        preset=PRESETS["batchnorm"],
+        speed=parse_speed(args.speed, device),
     )
     deadline = time.perf_counter() + args.seconds
     seconds: list[float] = []

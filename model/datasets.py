@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.dataset_names import DATASETS
+from model.data_spec import DATASETS
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -25,7 +25,7 @@ class DatasetError(Exception):
     """A dataset that cannot be read; the message says how to provide it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageData:
     name: str
     train_images: torch.Tensor  # uint8, N×C×H×W
@@ -43,7 +43,7 @@ class ImageData:
         return int(self.train_images.shape[-1])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AugmentSpec:
     """How a dataset is augmented when the preset asks for augmentation.
 
@@ -187,4 +187,11 @@ def make_synthetic(
 
     train_images, train_labels = draw(n_train)
     test_images, test_labels = draw(n_test)
-    return ImageData("synthetic", train_images, train_labels, test_images, test_labels, num_classes)
+    return ImageData(
+        name="synthetic",
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        num_classes=num_classes,
+    )

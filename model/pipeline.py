@@ -29,7 +29,7 @@ GATHER_CHUNK = {"cuda": 8192}
 GATHER_CHUNK_DEFAULT = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChannelStats:
     mean: tuple[float, ...]  # per channel, pixel values scaled to [0, 1]
     std: tuple[float, ...]

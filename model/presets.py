@@ -6,10 +6,10 @@ default for studies; the others exist to reproduce the report's progression.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     name: str
     description: str
@@ -21,25 +21,36 @@ class Preset:
     batch_norm: bool  # batch norm after every convolution (Q34)
 
 
-_STAGES = (
-    Preset("baseline", "plain SGD on raw pixels (Q18)", False, False, 0.0, None, False, False),
-    Preset("normalize", "+ per-channel normalization (Q19)", True, False, 0.0, None, False, False),
-    Preset("augment", "+ random crop 28 and flips (Q22)", True, True, 0.0, None, False, False),
-    Preset(
-        "momentum", "+ momentum 0.9, ExponentialLR 0.95 (Q26)", True, True, 0.9, 0.95, False, False
-    ),
-    Preset("dropout", "+ dropout after fc4 (Q29)", True, True, 0.9, 0.95, True, False),
-    Preset(
-        "batchnorm",
-        "+ batch norm after each conv: the final model (Q34)",
-        True,
-        True,
-        0.9,
-        0.95,
-        True,
-        True,
-    ),
-)
+def _stages() -> tuple[Preset, ...]:
+    """The seed's stages, each the one before it with one thing added."""
+    stages = [
+        Preset(
+            name="baseline",
+            description="plain SGD on raw pixels (Q18)",
+            normalize=False,
+            augment=False,
+            momentum=0.0,
+            lr_gamma=None,
+            dropout=False,
+            batch_norm=False,
+        )
+    ]
+    for name, description, added in (
+        ("normalize", "+ per-channel normalization (Q19)", {"normalize": True}),
+        ("augment", "+ random crop 28 and flips (Q22)", {"augment": True}),
+        (
+            "momentum",
+            "+ momentum 0.9, ExponentialLR 0.95 (Q26)",
+            {"momentum": 0.9, "lr_gamma": 0.95},
+        ),
+        ("dropout", "+ dropout after fc4 (Q29)", {"dropout": True}),
+        ("batchnorm", "+ batch norm after each conv: the final model (Q34)", {"batch_norm": True}),
+    ):
+        stages.append(replace(stages[-1], name=name, description=description, **added))
+    return tuple(stages)
+
+
+_STAGES = _stages()
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _STAGES}
 DEFAULT_PRESET = "batchnorm"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # only for annotations: the CLI imports this module and start
 FAST_PATHS = ("bf16", "channels_last", "compile", "cudnn_benchmark", "cuda_graph")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpeedOptions:
     bf16: bool = False  # bf16 autocast for forward and loss (weights and optimizer stay fp32)
     channels_last: bool = False  # NHWC memory layout for the convolutions

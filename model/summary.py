@@ -12,7 +12,7 @@ from model.network import SeedCNN
 _LAYER_NAMES = {nn.Conv2d: "Conv", nn.MaxPool2d: "Pool", nn.Linear: "fc"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerRow:
     name: str
     output_shape: tuple[int, ...]  # H×W×C for images, (units,) for fc layers, as the seed writes
@@ -25,7 +25,11 @@ def layer_table(
 ) -> list[LayerRow]:
     """Run one image through the seed network (no dropout, no batch norm) and record each layer."""
     network = SeedCNN(in_channels, num_classes, image_size)
-    rows = [LayerRow("Input", (image_size, image_size, in_channels), 0, 0)]
+    rows = [
+        LayerRow(
+            name="Input", output_shape=(image_size, image_size, in_channels), weights=0, bias=0
+        )
+    ]
     counters = {"Conv": 0, "Pool": 0, "fc": 0}
     numbering = 0
 
@@ -39,7 +43,9 @@ def layer_table(
             shape = (shape[1], shape[2], shape[0])
         weights = sum(p.numel() for p in module.parameters())
         bias = module.bias.numel() if getattr(module, "bias", None) is not None else 0
-        rows.append(LayerRow(f"{kind}{numbering}", shape, weights, bias))
+        rows.append(
+            LayerRow(name=f"{kind}{numbering}", output_shape=shape, weights=weights, bias=bias)
+        )
 
     hooks = [m.register_forward_hook(record) for m in network.modules() if type(m) in _LAYER_NAMES]
     with torch.no_grad():

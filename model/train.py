@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.hyperparams import Hyperparams
 from model.network import SeedCNN
 from model.pipeline import DevicePipeline
 from model.presets import Preset
@@ -26,18 +27,16 @@ from model.step_graph import GraphedSteps
 EVAL_BATCH = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    learning_rate: float
-    batch_size: int
-    p_dropout: float | None  # None: the preset has no dropout
+    hyperparams: Hyperparams
     max_epochs: int
     preset: Preset
     seed: int = 0
     speed: SpeedOptions = PLAIN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EpochMetrics:
     epoch: int  # 1-based
     train_loss: float
@@ -63,14 +62,14 @@ EpochCallback = Callable[[EpochMetrics], bool]
 def build_network(
     config: TrainConfig, pipeline: DevicePipeline, channels: int, num_classes: int
 ) -> nn.Module:
-    p_dropout = config.p_dropout if config.preset.dropout else None
+    p_dropout = config.hyperparams.p_dropout if config.preset.dropout else None
     network = SeedCNN(
         channels, num_classes, pipeline.input_size, p_dropout, config.preset.batch_norm
     )
     return network.to(pipeline.device)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainState:
     """Everything needed to continue training after `history[-1].epoch` as if never stopped."""
 
@@ -114,7 +113,9 @@ class Training:
         # The compiled module shares its parameters with `network`, which is what is saved.
         self._step_network = torch.compile(network) if config.speed.compile else network
         self.optimizer = torch.optim.SGD(
-            network.parameters(), lr=config.learning_rate, momentum=config.preset.momentum
+            network.parameters(),
+            lr=config.hyperparams.learning_rate,
+            momentum=config.preset.momentum,
         )
         self.scheduler = (
             torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.preset.lr_gamma)
@@ -126,7 +127,9 @@ class Training:
             self._restore(resume)
         self._step = TrainStep(self._step_network, self.optimizer, config.speed, device)
         self._runner = (
-            GraphedSteps(self._step, config.batch_size) if config.speed.cuda_graph else None
+            GraphedSteps(self._step, config.hyperparams.batch_size)
+            if config.speed.cuda_graph
+            else None
         )
 
     def epochs(self) -> Iterator[EpochMetrics]:
@@ -303,7 +306,7 @@ def _train_epoch(
     if runner is not None:
         runner.start_epoch()
     run = runner or step
-    for images, labels in pipeline.train_batches(config.batch_size, generator):
+    for images, labels in pipeline.train_batches(config.hyperparams.batch_size, generator):
         run(images, labels)
     count = pipeline.train_size
     return step.loss_sum.item() / count, step.correct.item() / count

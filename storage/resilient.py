@@ -20,12 +20,15 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from storage.optuna_internals import PRIVATE_STORAGE_READS
+
 _log = logging.getLogger("hpo.storage")
 T = TypeVar("T")
 
 # Methods a worker calls; creation-time writes (enqueueing a study's grid) are not retried, so a
 # lost acknowledgement can never enqueue a point twice.
 _RETRIED = (
+    *PRIVATE_STORAGE_READS,  # what Optuna's own code reads through
     "get_study_id_from_name",
     "get_study_user_attrs",
     "get_study_system_attrs",
@@ -34,8 +37,6 @@ _RETRIED = (
     "get_study_name_from_id",
     "get_trial",
     "get_all_trials",
-    "_get_trials",  # what Optuna's trial cache reads through
-    "_get_best_trial_id",
     "get_n_trials",
     "get_trial_id_from_study_id_trial_number",
     "get_best_trial",
@@ -44,7 +45,6 @@ _RETRIED = (
     "set_trial_user_attr",
     "set_trial_system_attr",
     "record_heartbeat",
-    "_get_stale_trial_ids",
 )
 _TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 

@@ -23,7 +23,7 @@ _DRIVER_HINTS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StorageURL:
     url: URL
 
@@ -78,7 +78,7 @@ def parse_storage_url(text: str) -> StorageURL:
             f"malformed storage URL {text!r}; expected e.g. sqlite:///hpo.db or "
             "postgresql+psycopg://user@host/db"
         ) from None
-    parsed = StorageURL(url)
+    parsed = StorageURL(url=url)
     if parsed.dialect not in ("sqlite", "postgresql", "mysql"):
         raise StorageError(
             f"unsupported storage {parsed.render()!r}: use sqlite, postgresql or mysql"

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.study.search_space import grid_points
+from model.hyperparams import Hyperparams
 from tests.conftest import run_hpo
 
 EXPORT_KEYS = [
@@ -65,10 +66,10 @@ def create_small_grid(storage_url: str, cwd: Path, epochs: int) -> None:
 def assert_grid_exactly_once(storage_url: str, preset: str = "batchnorm") -> None:
     """Every point of the preset's grid (128 with dropout, 16 without) in the study `grid`
     finished exactly once."""
-    grid = {tuple(sorted(p.items())) for p in grid_points(preset)}
+    grid = set(grid_points(preset))
     study = optuna.load_study(study_name="grid", storage=storage_url)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    points = Counter(tuple(sorted(t.params.items())) for t in finished)
+    points = Counter(Hyperparams.from_params(t.params) for t in finished)
     duplicates = sum(n - 1 for n in points.values())
     missing = len(grid - set(points))
     print(

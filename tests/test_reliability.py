@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from storage.optuna_internals import trial_id
 from tests.conftest import run_hpo, start_hpo
 from tests.grid_study import assert_grid_exactly_once, check_finished_grid, create_small_grid
 
@@ -270,7 +271,7 @@ def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_u
     storage = open_storage(postgres_url)
     study = optuna.load_study(study_name="resume", storage=storage)
     running = study.get_trials(states=(TrialState.RUNNING,))[0]
-    assert storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+    assert storage.set_trial_state_values(trial_id(running), TrialState.FAIL)
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, running)
     out = finish([worker])[0]
     assert f"trial {running.number} was taken over by another worker; moving on" in out

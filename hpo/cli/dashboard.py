@@ -7,15 +7,38 @@ database (hpo.results.trial_figure); `artifact_dir` keeps files uploaded through
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
+from hpo.cli.options import positive_int
 from hpo.errors import UsageError
-from hpo.results.trial_figure import CurvesArtifactStore
 from storage import open_storage
 
+HELP = "optuna-dashboard on the study storage"
+TAKES_STORAGE, TAKES_STUDY = True, False
 LOOPBACK_NAMES = ("localhost",)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default: loopback only)"
+    )
+    parser.add_argument("--port", type=positive_int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="folder for files uploaded through the dashboard (default: uploads are refused; "
+        "each trial's learning-curve figure needs no folder)",
+    )
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    serve_dashboard(storage_url, args.host, args.port, args.artifact_dir)
+    return 0
 
 
 def is_loopback(host: str) -> bool:
@@ -36,6 +59,8 @@ def serve_dashboard(
 ) -> None:
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
+
+    from hpo.results.trial_figure import CurvesArtifactStore
 
     storage = open_storage(storage_url)
     files = None

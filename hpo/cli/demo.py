@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo.cli.options import default_of, positive_int
 from hpo.results.export import best_export, write_text
 from hpo.study.config import StudyConfig
 from hpo.study.queue import create_study
 from hpo.study.worker import WorkerOptions, run_worker
 from storage import open_storage
+
+HELP = "a small real study end to end on CPU, SQLite and digits"
+TAKES_STORAGE, TAKES_STUDY = True, False
 
 # Sized to finish in about two minutes on 2 slow CPU cores (AVX2, no AVX-512; BENCHMARKS.md):
 # the first 5 trials run to the end before the median pruner starts, so `epochs` sets the length.
@@ -20,7 +25,7 @@ DEMO_TRIALS = 12
 DEMO_EPOCHS = 30
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DemoOptions:
     storage_url: str
     study_name: str | None = None
@@ -29,6 +34,31 @@ class DemoOptions:
     patience: int = 10
     seed: int = 0
     out: Path = Path("best.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    def default(name: str) -> object:
+        return default_of(DemoOptions, name)
+
+    parser.add_argument("--study", help="study name (default: demo-<date>-<time>)")
+    parser.add_argument("--n-trials", type=positive_int, default=default("n_trials"))
+    parser.add_argument("--epochs", type=positive_int, default=default("epochs"))
+    parser.add_argument("--seed", type=int, default=default("seed"))
+    parser.add_argument("-o", "--output", type=Path, default=default("out"))
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    run_demo(
+        DemoOptions(
+            storage_url=storage_url,
+            study_name=args.study,
+            n_trials=args.n_trials,
+            epochs=args.epochs,
+            seed=args.seed,
+            out=args.output,
+        )
+    )
+    return 0
 
 
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, object]:
@@ -50,7 +80,13 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
         f"up to {options.epochs} epochs, patience {options.patience}, CPU"
     )
     run_worker(
-        WorkerOptions(options.storage_url, name, device="cpu", sampler_seed=options.seed), say=say
+        WorkerOptions(
+            storage_url=options.storage_url,
+            study_name=name,
+            device="cpu",
+            sampler_seed=options.seed,
+        ),
+        say=say,
     )
     export = best_export(storage, name)
     write_text(options.out, json.dumps(export, indent=2) + "\n")

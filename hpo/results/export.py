@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial
 from hpo.errors import UsageError
 from hpo.study.config import StudyConfig
 from hpo.study.queue import best_trial, load_config
+from model.hyperparams import Hyperparams
 
 EXPORT_FORMATS = ("json", "yaml")
 
@@ -29,12 +30,13 @@ def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[s
 
 
 def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
+    hyperparams = Hyperparams.from_params(best.params)
     return {
         "study": study_name,
         "trial": best.number,
-        "learning_rate": best.params["learning_rate"],
-        "batch_size": best.params["batch_size"],
-        "p_dropout": best.params.get("p_dropout"),
+        "learning_rate": hyperparams.learning_rate,
+        "batch_size": hyperparams.batch_size,
+        "p_dropout": hyperparams.p_dropout,
         "epoch": best.user_attrs["best_epoch"],
         "test_loss": best.value,
         "test_accuracy": best.user_attrs["test_accuracy"],

@@ -18,14 +18,15 @@ from plotly.subplots import make_subplots
 from hpo.results.export import write_text
 from hpo.results.page import figure_html, html_page, table_html
 from hpo.results.progress import EpochProgress
-from hpo.study.config import StudyConfig
-from hpo.trial.data import study_data, study_pipeline
+from hpo.trial.data import device_pipeline, load_data
+from model.data_spec import DataSpec
+from model.hyperparams import Hyperparams
 from model.presets import PRESETS
 from model.speed import SpeedOptions
 from model.train import EpochMetrics, TrainConfig, Training, best_epoch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReproduceOptions:
     dataset: str = "digits"
     data_dir: str = "data"
@@ -37,8 +38,14 @@ class ReproduceOptions:
     subset: int | None = None
     out: Path = Path("reproduce.html")
 
+    @property
+    def data_spec(self) -> DataSpec:
+        return DataSpec(
+            dataset=self.dataset, data_dir=self.data_dir, subset=self.subset, seed=self.seed
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class StageResult:
     preset: str
     history: list[EpochMetrics]
@@ -57,28 +64,25 @@ def reproduce(
     say: Callable[[str], None] = print,
 ) -> list[StageResult]:
     results = []
-    base = StudyConfig(
-        dataset=options.dataset, data_dir=options.data_dir, seed=options.seed, subset=options.subset
-    )
-    data = study_data(base)
+    data = load_data(options.data_spec)
     progress = EpochProgress(options.epochs)
     for name, preset in PRESETS.items():
-        pipeline = study_pipeline(
-            StudyConfig(dataset=options.dataset, preset=name, subset=options.subset), data, device
-        )
+        pipeline = device_pipeline(data, options.dataset, name, device)
         config = TrainConfig(
-            options.learning_rate,
-            options.batch_size,
-            options.p_dropout if preset.dropout else None,
-            options.epochs,
-            preset,
-            options.seed,
-            speed,
+            hyperparams=Hyperparams(
+                learning_rate=options.learning_rate,
+                batch_size=options.batch_size,
+                p_dropout=options.p_dropout if preset.dropout else None,
+            ),
+            max_epochs=options.epochs,
+            preset=preset,
+            seed=options.seed,
+            speed=speed,
         )
         run = Training(config, pipeline, data.num_classes)
         for metrics in run.epochs():
             progress.update(metrics, f"{name}: ")
-        result = StageResult(name, run.history)
+        result = StageResult(preset=name, history=run.history)
         results.append(result)
         say(_row(result))
     write_text(options.out, _page(results, options))

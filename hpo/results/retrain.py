@@ -16,20 +16,21 @@ import hpo
 from hpo.errors import UsageError
 from hpo.results.progress import EpochProgress
 from hpo.study.config import StudyConfig
-from hpo.study.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES
-from hpo.trial.data import study_data, study_pipeline
-from model.dataset_names import DATASETS
+from hpo.study.search_space import check_in_range
+from hpo.trial.data import device_pipeline, load_data
+from model.data_spec import DataSpec
+from model.hyperparams import Hyperparams
 from model.presets import PRESETS
 from model.speed import SpeedOptions
 from model.train import EpochMetrics, TrainConfig, Training
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetrainParams:
-    learning_rate: float
-    batch_size: int
-    p_dropout: float | None
-    epoch: int
+    """What `hpo train` takes from an export: the configuration and how long to train it."""
+
+    hyperparams: Hyperparams
+    epoch: int  # train this many epochs: the trial's best epoch
     dataset: str
     preset: str
     test_loss: float | None = None  # as exported, for comparison
@@ -37,7 +38,34 @@ class RetrainParams:
 
 
 def read_params(path: Path) -> RetrainParams:
-    """The export file, checked field by field; any problem is one clear error."""
+    """The export file, checked by the rules that a study applies; any problem is one clear
+    error naming the file."""
+    raw = _read_object(path)
+    try:
+        hyperparams = Hyperparams(
+            learning_rate=float(_number(raw, "learning_rate", (int, float))),
+            batch_size=_number(raw, "batch_size", int),
+            p_dropout=_number(raw, "p_dropout", (int, float), required=False),
+        )
+        epoch = _number(raw, "epoch", int)
+        if epoch < 1:
+            raise UsageError(f"epoch must be 1 or more, got {epoch}")
+        # The study's own checks of the dataset and preset, and the search space's of the ranges.
+        config = StudyConfig(dataset=raw.get("dataset"), preset=raw.get("preset"))
+        check_in_range(hyperparams, config.preset)
+    except UsageError as error:
+        raise UsageError(f"params file {path}: {error}") from None
+    return RetrainParams(
+        hyperparams=hyperparams,
+        epoch=epoch,
+        dataset=config.dataset,
+        preset=config.preset,
+        test_loss=raw.get("test_loss"),
+        test_accuracy=raw.get("test_accuracy"),
+    )
+
+
+def _read_object(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -50,51 +78,20 @@ def read_params(path: Path) -> RetrainParams:
         ) from None
     if not isinstance(raw, dict):
         raise UsageError(f"params file {path} must hold a JSON object (hpo export's format)")
+    return raw
 
-    def field(name: str, kind: type | tuple[type, ...]) -> Any:
-        if name not in raw:
-            raise UsageError(f"params file {path} has no {name!r}")
-        value = raw[name]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise UsageError(f"params file {path}: {name} must be a number, got {value!r}")
-        return value
 
-    learning_rate = float(field("learning_rate", (int, float)))
-    batch_size = field("batch_size", int)
-    epoch = field("epoch", int)
-    p_dropout = raw.get("p_dropout")
-    dataset, preset = raw.get("dataset"), raw.get("preset")
-    lo, hi = min(LEARNING_RATES), max(LEARNING_RATES)
-    checks = [
-        (lo <= learning_rate <= hi, f"learning_rate {learning_rate} is outside [{lo}, {hi}]"),
-        (1 <= batch_size <= 4 * max(BATCH_SIZES), f"batch_size {batch_size} is out of range"),
-        (epoch >= 1, f"epoch must be 1 or more, got {epoch}"),
-        (dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}"),
-        (preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}, got {preset!r}"),
-    ]
-    if p_dropout is not None:
-        ok = isinstance(p_dropout, int | float) and not isinstance(p_dropout, bool)
-        checks.append(
-            (
-                ok and min(DROPOUTS) <= p_dropout <= max(DROPOUTS),
-                f"p_dropout {p_dropout!r} is outside [{min(DROPOUTS)}, {max(DROPOUTS)}]",
-            )
-        )
-    elif preset in PRESETS and PRESETS[preset].dropout:
-        checks.append((False, f"preset {preset} has dropout, so p_dropout is needed"))
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(f"params file {path}: {message}")
-    return RetrainParams(
-        learning_rate,
-        batch_size,
-        p_dropout,
-        epoch,
-        dataset,
-        preset,
-        raw.get("test_loss"),
-        raw.get("test_accuracy"),
-    )
+def _number(
+    raw: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True
+) -> Any:
+    if raw.get(name) is None:
+        if required:
+            raise UsageError(f"has no {name!r}")
+        return None
+    value = raw[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    return value
 
 
 def retrain(
@@ -106,29 +103,21 @@ def retrain(
     out: Path | None,
     say: Callable[[str], None] = print,
 ) -> EpochMetrics:
-    config = StudyConfig(
-        dataset=params.dataset,
-        data_dir=data_dir,
-        epochs=params.epoch,
-        preset=params.preset,
-        seed=seed,
-    )
-    data = study_data(config)
-    pipeline = study_pipeline(config, data, device)
+    data = load_data(DataSpec(dataset=params.dataset, data_dir=data_dir, seed=seed))
+    pipeline = device_pipeline(data, params.dataset, params.preset, device)
     train_config = TrainConfig(
-        params.learning_rate,
-        params.batch_size,
-        params.p_dropout,
-        params.epoch,
-        PRESETS[params.preset],
-        seed,
-        speed,
+        hyperparams=params.hyperparams,
+        max_epochs=params.epoch,
+        preset=PRESETS[params.preset],
+        seed=seed,
+        speed=speed,
     )
     run = Training(train_config, pipeline, data.num_classes)
+    hyperparams = params.hyperparams
     say(
         f"training {params.preset} on {params.dataset} ({pipeline.train_size} images) for "
-        f"{params.epoch} epochs on {device}: learning_rate={params.learning_rate:.4g}, "
-        f"batch_size={params.batch_size}, p_dropout={params.p_dropout}"
+        f"{params.epoch} epochs on {device}: learning_rate={hyperparams.learning_rate:.4g}, "
+        f"batch_size={hyperparams.batch_size}, p_dropout={hyperparams.p_dropout}"
     )
     progress = EpochProgress(params.epoch)
     for metrics in run.epochs():
@@ -155,7 +144,17 @@ def save_model(
     if not out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
     payload = {
-        "config": {**params.__dict__, "seed": seed, "device": str(device)},
+        "config": {
+            **params.hyperparams.as_params(),
+            "p_dropout": params.hyperparams.p_dropout,
+            "epoch": params.epoch,
+            "dataset": params.dataset,
+            "preset": params.preset,
+            "test_loss": params.test_loss,
+            "test_accuracy": params.test_accuracy,
+            "seed": seed,
+            "device": str(device),
+        },
         "metrics": run.history[-1].as_dict(),
         "history": [m.as_dict() for m in run.history],
         "state_dict": run.state().network,

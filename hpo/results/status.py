@@ -6,11 +6,11 @@ from collections import Counter
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from hpo.results.text import format_params
 from hpo.study.queue import best_trial, load_config
-from storage.orphans import orphaned_trial_ids
+from hpo.study.recovery import is_retry, stale_trial_numbers
 
 
 def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> str:
@@ -30,9 +30,9 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     ]
     if reasons:
         lines.append("stop reasons: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
-    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    retries = [t for t in trials if is_retry(t)]
     resumed = [t for t in trials if "resumed_from_epoch" in t.user_attrs]
-    stale = _stale_numbers(storage, study, trials, grace_s)
+    stale = stale_trial_numbers(study, storage, grace_s)
     if retries or resumed or stale:
         lines.append(
             f"recovery: {len(retries)} retried (queued again after a failure), "
@@ -62,18 +62,3 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
                 f"{resumed_note}, {format_params(trial.params)}"
             )
     return "\n".join(lines)
-
-
-def _stale_numbers(
-    storage: RDBStorage, study: optuna.Study, trials: list[FrozenTrial], grace_s: float
-) -> list[int]:
-    """Running trials whose heartbeat is older than the grace period, or that never had one."""
-    running = {t._trial_id: t.number for t in trials if t.state == TrialState.RUNNING}
-    if not running:
-        return []
-    study_id = storage.get_study_id_from_name(study.study_name)
-    stale_ids = set(orphaned_trial_ids(storage, study_id, grace_s))
-    if storage.get_heartbeat_interval() is not None:
-        # Optuna's own check, against the database server's clock.
-        stale_ids |= set(storage._get_stale_trial_ids(study_id))
-    return sorted(running[tid] for tid in stale_ids if tid in running)

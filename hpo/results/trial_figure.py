@@ -11,7 +11,6 @@ shared between the machines: the study database is enough.
 from __future__ import annotations
 
 import io
-import json
 from typing import TYPE_CHECKING, BinaryIO
 
 import optuna
@@ -21,11 +20,11 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from hpo.results.curve_figure import learning_curves_svg
+from storage import optuna_internals
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from storage.optuna_internals import ArtifactStore
 
-ARTIFACTS_ATTR_PREFIX = "artifacts:"  # optuna.artifacts' key for an artifact's metadata
 # optuna-dashboard's artifact URLs take hex digits and hyphens only; "cc-" starts no uuid4.
 CURVES_ID_PREFIX = "cc-"
 CURVES_FILENAME = "learning-curves.svg"
@@ -47,16 +46,15 @@ def trial_id_of(artifact_id: str) -> int | None:
 
 def register_curves_artifact(trial: optuna.Trial) -> None:
     """List the trial's learning-curve figure among its artifacts in optuna-dashboard."""
-    artifact_id = curves_artifact_id(trial._trial_id)
+    trial_id = optuna_internals.trial_id(trial)
+    artifact_id = curves_artifact_id(trial_id)
     meta = {
         "artifact_id": artifact_id,
         "filename": CURVES_FILENAME,
         "mimetype": "image/svg+xml",
         "encoding": None,
     }
-    trial.storage.set_trial_system_attr(
-        trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(meta)
-    )
+    optuna_internals.register_artifact(trial.storage, trial_id, meta)
 
 
 def trial_curves(trial: FrozenTrial) -> dict[str, list[float | None]]:

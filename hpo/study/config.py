@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
-from model.dataset_names import DATASETS
+from model.data_spec import DATASETS, DataSpec
 from model.presets import DEFAULT_PRESET, PRESETS
 
 SAMPLERS = ("grid", "tpe")
@@ -14,7 +14,7 @@ PRUNERS = ("none", "median", "hyperband")
 CONFIG_ATTR = "hpo_config"  # study user attr holding `StudyConfig.to_dict()`
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyConfig:
     sampler: str = "grid"
     dataset: str = "cifar10"
@@ -42,6 +42,12 @@ class StudyConfig:
             _positive("n-trials", self.n_trials)
         elif self.n_trials is not None:
             raise UsageError("--n-trials is for --sampler tpe; a grid study runs every grid point")
+
+    @property
+    def data_spec(self) -> DataSpec:
+        return DataSpec(
+            dataset=self.dataset, data_dir=self.data_dir, subset=self.subset, seed=self.seed
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

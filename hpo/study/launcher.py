@@ -27,9 +27,10 @@ DEFAULT_MAX_RESTARTS = 5
 EXIT_DONE = 0
 EXIT_USAGE = 2
 STOP_TIMEOUT_S = 30.0
+POLL_S = 0.2  # how often the launcher looks at its workers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LaunchOptions:
     storage_url: str
     study_name: str
@@ -39,9 +40,11 @@ class LaunchOptions:
     max_restarts: int = DEFAULT_MAX_RESTARTS
     backoff_s: float = 2.0
     worker_args: tuple[str, ...] = ()  # passed on to every `hpo worker`
+    # What starts a worker; the launcher adds the storage, study, device and `worker_args`.
+    worker_command: tuple[str, ...] = (sys.executable, "-m", "hpo", "worker")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Slot:
     name: str
     env: dict[str, str]
@@ -56,12 +59,12 @@ class _Slot:
 def plan_slots(options: LaunchOptions) -> list[_Slot]:
     base = {k: v for k, v in os.environ.items()}
     slots = [
-        _Slot(f"gpu{gpu}.{k}", {**base, "CUDA_VISIBLE_DEVICES": gpu}, "cuda")
+        _Slot(name=f"gpu{gpu}.{k}", env={**base, "CUDA_VISIBLE_DEVICES": gpu}, device="cuda")
         for gpu in options.gpus
         for k in range(options.per_gpu)
     ]
     slots += [
-        _Slot(f"cpu{k}", {**base, "CUDA_VISIBLE_DEVICES": ""}, "cpu")
+        _Slot(name=f"cpu{k}", env={**base, "CUDA_VISIBLE_DEVICES": ""}, device="cpu")
         for k in range(options.cpu_workers)
     ]
     if not slots:
@@ -119,28 +122,9 @@ def _supervise(
                     readers.append(_start(slot, options, emit))
                 continue
             code = slot.process.poll()
-            if code is None:
-                continue
-            slot.exit_codes.append(code)
-            slot.process = None
-            if code in (EXIT_DONE, EXIT_USAGE):
-                slot.finished = True
-                emit(
-                    f"[launch] {slot.name} exited {code}"
-                    + (" (study done)" if code == 0 else " (bad input)")
-                )
-            elif slot.restarts >= options.max_restarts:
-                slot.finished = True
-                emit(f"[launch] {slot.name} exited {code}; gave up after {slot.restarts} restarts")
-            else:
-                delay = options.backoff_s * 2**slot.restarts
-                slot.restarts += 1
-                slot.next_start = now + delay
-                emit(
-                    f"[launch] {slot.name} exited {code}; restarting in {delay:.0f} s "
-                    f"(restart {slot.restarts} of {options.max_restarts})"
-                )
-        time.sleep(0.2)
+            if code is not None:
+                _on_exit(slot, code, now, options, emit)
+        time.sleep(POLL_S)
     for reader in readers:
         reader.join(timeout=5)
     if stopping.is_set():
@@ -150,12 +134,34 @@ def _supervise(
     return 0 if all(code == 0 for code in codes) else 1
 
 
+def _on_exit(
+    slot: _Slot, code: int, now: float, options: LaunchOptions, emit: Callable[[str], None]
+) -> None:
+    """A worker exited: done, bad input, or crashed (restarted after a back-off, up to a limit)."""
+    slot.exit_codes.append(code)
+    slot.process = None
+    if code in (EXIT_DONE, EXIT_USAGE):
+        slot.finished = True
+        emit(
+            f"[launch] {slot.name} exited {code}"
+            + (" (study done)" if code == 0 else " (bad input)")
+        )
+    elif slot.restarts >= options.max_restarts:
+        slot.finished = True
+        emit(f"[launch] {slot.name} exited {code}; gave up after {slot.restarts} restarts")
+    else:
+        delay = options.backoff_s * 2**slot.restarts
+        slot.restarts += 1
+        slot.next_start = now + delay
+        emit(
+            f"[launch] {slot.name} exited {code}; restarting in {delay:.0f} s "
+            f"(restart {slot.restarts} of {options.max_restarts})"
+        )
+
+
 def _start(slot: _Slot, options: LaunchOptions, emit: Callable[[str], None]) -> threading.Thread:
     command = [
-        sys.executable,
-        "-m",
-        "hpo",
-        "worker",
+        *options.worker_command,
         "--storage",
         options.storage_url,
         "--study",

@@ -14,19 +14,19 @@ so nothing is lost and nothing counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.study.config import CONFIG_ATTR, StudyConfig
 from hpo.study.search_space import grid_points
-from hpo.trial.pruning import build_pruner
-from storage.orphans import orphaned_trial_ids
+from hpo.trial.epoch_book import build_pruner
+from model.hyperparams import Hyperparams
+from storage import optuna_internals
 
 
 class NoWorkLeft(Exception):
@@ -49,33 +49,17 @@ class WorkQueueStudy(optuna.Study):
         self.rdb = storage  # Optuna wraps it in a cache; heartbeat queries need the database
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
-        self._thread_local.cached_all_trials = None
-        trial_id = self._pop_waiting_trial_id()
+        trial_id = optuna_internals.pop_waiting_trial_id(self)
         if trial_id is None:
             raise NoWorkLeft()
         if self.rdb.get_heartbeat_interval() is not None:
             # At once rather than when Optuna's heartbeat thread starts: a trial with no
-            # heartbeat at all is invisible to the stale-trial check (storage.orphans).
+            # heartbeat at all is invisible to Optuna's stale-trial check.
             self.rdb.record_heartbeat(trial_id)
         trial = optuna.Trial(self, trial_id)
         for name, distribution in (fixed_distributions or {}).items():
-            trial._suggest(name, distribution)
+            optuna_internals.suggest_fixed(trial, name, distribution)
         return trial
-
-
-def retry_dead_trials(
-    study: WorkQueueStudy, grace_s: float, retry: Callable[[optuna.Study, FrozenTrial], None]
-) -> None:
-    """Fail and queue again the trials of dead workers: stale heartbeats (Optuna's check) and
-    trials that never had one."""
-    fail_stale_trials(study)
-    storage = study.rdb
-    for trial_id in orphaned_trial_ids(storage, study._study_id, grace_s):
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                retry(study, storage.get_trial(trial_id))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker got there first
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -108,19 +92,15 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
     )
     queued = study.get_trials(deepcopy=False)
     if config.sampler == "grid":
-        present = {_point_key(t.system_attrs.get("fixed_params", t.params)) for t in queued}
+        present = {Hyperparams.from_params(optuna_internals.queued_params(t)) for t in queued}
         for point in grid_points(config.preset):
-            if _point_key(point) not in present:
-                study.enqueue_trial(point, skip_if_exists=False)
+            if point not in present:
+                study.enqueue_trial(point.as_params(), skip_if_exists=False)
     else:
         for _ in range(len(queued), config.n_trials or 0):
             study.enqueue_trial({}, skip_if_exists=False)
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     return True
-
-
-def _point_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(params.items()))
 
 
 def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) -> WorkQueueStudy:

@@ -1,7 +1,7 @@
 """A worker: join a study, take queued trials until none are left, print a line per trial.
 
 Failure handling, so that no worker ever leaves the study in a state the next one cannot carry on
-from:
+from (hpo.study.recovery does the queueing again):
 - a trial whose worker died (SIGKILL, power loss) stops sending heartbeats; after the grace
   period any worker marks it FAIL and queues it again, and the worker that takes it resumes from
   its last checkpoint;
@@ -22,21 +22,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import TakenOver, UsageError
 from hpo.results.text import describe_trial
-from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_trial, open_study, retry_dead_trials
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_trial, open_study
+from hpo.study.recovery import queued_again, requeue, retry_callback, retry_dead_trials
 from hpo.trial.preemption import Preempted, Preemption
 from storage import open_storage
-from storage.resilient import with_retries
 from storage.sqlite_lock import one_worker_per_sqlite_file
 
-MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
+if TYPE_CHECKING:  # imported once there is work: they bring torch (see the module's docstring)
+    from hpo.trial.checkpoints import AsyncCheckpoints
+    from hpo.trial.objective import Objective
 
 
 class WorkerFailed(Exception):
@@ -47,23 +50,23 @@ class WorkerPreempted(Exception):
     """SIGTERM: the running trial was handed back; the message says which."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
     storage_url: str
     study_name: str
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
     max_trials: int | None = None  # this worker's own limit; the study's queue applies too
-    sampler_seed: int | None = None
+    sampler_seed: int | None = None  # TPE seed of this worker (None: fresh entropy)
     speed: str = "auto"  # see model.speed.parse_speed
     checkpoint_dir: str | None = None  # default: $HPO_CHECKPOINT_DIR, else ./checkpoints
-    heartbeat_s: int = 10
+    heartbeat_s: int = 10  # seconds between heartbeats of the running trial
     grace_s: int = 60  # a trial without a heartbeat for this long is taken to be dead
     outage_s: float = 600.0  # how long to wait for an unavailable database
     poll_s: float = 5.0  # how often an idle worker looks for trials to come back
     max_consecutive_failures: int = 3
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WorkerSummary:
     states: Counter[str]
     seconds: float
@@ -82,119 +85,137 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             options.storage_url,
             heartbeat_interval=options.heartbeat_s,
             grace_period=options.grace_s,
-            stale_trial_callback=_retry_callback(options.outage_s),
+            stale_trial_callback=retry_callback(options.outage_s),
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
-        retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
+        worker = _Worker(study=study, storage=storage, options=options, say=say)
+        worker.retry_dead_trials()
         if not _has_work(study):
-            return WorkerSummary(Counter(), 0.0)
-        return _work(study, options, preemption, say)
+            return WorkerSummary(states=Counter(), seconds=0.0)
+        return worker.run(preemption)
 
 
-def _work(
-    study: WorkQueueStudy,
-    options: WorkerOptions,
-    preemption: Preemption,
-    say: Callable[[str], None],
-) -> WorkerSummary:
-    # Imported here, once there is work: they bring torch (see the module's docstring).
-    from hpo.results.progress import EpochProgress
-    from hpo.trial.checkpoints import (
-        CHECKPOINT_ENV,
-        DEFAULT_CHECKPOINT_DIR,
-        AsyncCheckpoints,
-        CheckpointStore,
-    )
-    from hpo.trial.data import study_data, study_pipeline
-    from hpo.trial.device import resolve_device, resolve_speed
-    from hpo.trial.objective import Objective
+class _Worker:
+    """The loop of one worker: one trial at a time, and what to do with each way it ends."""
 
-    config = study.config
-    device = resolve_device(options.device)
-    speed = resolve_speed(options.speed, device)
-    data = study_data(config)
-    pipeline = study_pipeline(config, data, device)
-    checkpoints = AsyncCheckpoints(
-        CheckpointStore(
-            options.checkpoint_dir or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+    def __init__(
+        self,
+        *,
+        study: WorkQueueStudy,
+        storage: RDBStorage,
+        options: WorkerOptions,
+        say: Callable[[str], None],
+    ) -> None:
+        self.study = study
+        self.storage = storage
+        self.options = options
+        self.say = say
+        self.states: Counter[str] = Counter()
+        self.failures_in_a_row = 0
+
+    def retry_dead_trials(self) -> None:
+        retry_dead_trials(
+            self.study, self.storage, self.options.grace_s, retry_callback(self.options.outage_s)
         )
-    )
-    progress = EpochProgress(config.epochs)
-    objective = Objective(
-        config,
-        pipeline,
-        data.num_classes,
-        speed,
-        checkpoints,
-        preemption,
-        progress=(lambda number, metrics: progress.update(metrics, f"trial {number} "))
-        if progress.enabled
-        else None,
-    )
-    say(
-        f"worker {os.getpid()}: study {options.study_name!r} ({config.sampler}, "
-        f"{config.dataset}, preset {config.preset}) on {device} "
-        f"[{', '.join(speed.names()) or 'plain fp32'}], {pipeline.train_size} training images, "
-        f"checkpoints in {checkpoints.store.root.resolve()}"
-    )
-    states: Counter[str] = Counter()
-    failures_in_a_row = 0
-    started = time.perf_counter()
 
-    def on_trial_done(study: optuna.Study, trial: FrozenTrial) -> None:
-        states[trial.state.name] += 1
-        say(describe_trial(trial, best_trial(study)))
-
-    while options.max_trials is None or states.total() < options.max_trials:
-        objective.last_trial_number = None
-        queue_empty = False
-        try:
-            study.optimize(objective, n_trials=1, catch=(), callbacks=[on_trial_done])
-            failures_in_a_row = 0
-        except NoWorkLeft:
-            queue_empty = True
-        except Preempted:
-            number = objective.last_trial_number
-            checkpoints.flush()
-            _requeue(study, number, options.outage_s)
-            raise WorkerPreempted(
-                "SIGTERM: stopped" + (f"; trial {number} handed back" if number is not None else "")
-            ) from None
-        except KeyboardInterrupt:
-            checkpoints.flush()
-            _requeue(study, objective.last_trial_number, options.outage_s)
-            raise
-        except (TakenOver, UpdateFinishedTrialError):
-            # Our heartbeat looked stale to another worker, which failed and queued our trial.
-            say(f"trial {objective.last_trial_number} was taken over by another worker; moving on")
-        except Exception as error:
-            if _queued_again(study, objective.last_trial_number):
-                # Taken over: Optuna's own `tell` then fails ("Cannot tell a FAIL trial").
-                say(
-                    f"trial {objective.last_trial_number} was taken over by another worker; "
-                    "moving on"
-                )
+    def run(self, preemption: Preemption) -> WorkerSummary:
+        objective, checkpoints = self._start(preemption)
+        started = time.perf_counter()
+        while self.options.max_trials is None or self.states.total() < self.options.max_trials:
+            if self._run_one(objective, checkpoints):
                 continue
-            _requeue(study, objective.last_trial_number, options.outage_s)
-            states["FAIL"] += 1
-            failures_in_a_row += 1
-            say(f"trial {objective.last_trial_number} failed: {type(error).__name__}: {error}")
-            if failures_in_a_row >= options.max_consecutive_failures:
-                raise WorkerFailed(
-                    f"{failures_in_a_row} trials failed in a row, last: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-        if queue_empty:
-            if not _others_running(study):
+            # The queue is empty: wait while others run, since a dead one's trial may come back.
+            if not _others_running(self.study):
                 break
             try:
                 with preemption.interruptible():
-                    time.sleep(options.poll_s)
+                    time.sleep(self.options.poll_s)
             except Preempted:
                 raise WorkerPreempted("SIGTERM: stopped while waiting for trials") from None
-            retry_dead_trials(study, options.grace_s, _retry_callback(options.outage_s))
-    return WorkerSummary(states, time.perf_counter() - started)
+            self.retry_dead_trials()
+        return WorkerSummary(states=self.states, seconds=time.perf_counter() - started)
+
+    def _start(self, preemption: Preemption) -> tuple[Objective, AsyncCheckpoints]:
+        """Load the data onto the device and make the objective; say what this worker runs."""
+        from hpo.results.progress import EpochProgress
+        from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore, checkpoint_root
+        from hpo.trial.data import device_pipeline, load_data
+        from hpo.trial.device import resolve_device, resolve_speed
+        from hpo.trial.objective import Objective
+
+        config = self.study.config
+        device = resolve_device(self.options.device)
+        speed = resolve_speed(self.options.speed, device)
+        data = load_data(config.data_spec)
+        pipeline = device_pipeline(data, config.dataset, config.preset, device)
+        checkpoints = AsyncCheckpoints(
+            CheckpointStore(checkpoint_root(self.options.checkpoint_dir))
+        )
+        progress = EpochProgress(config.epochs)
+        objective = Objective(
+            config,
+            pipeline,
+            data.num_classes,
+            speed,
+            checkpoints,
+            preemption,
+            progress=(lambda number, metrics: progress.update(metrics, f"trial {number} "))
+            if progress.enabled
+            else None,
+        )
+        self.say(
+            f"worker {os.getpid()}: study {self.options.study_name!r} ({config.sampler}, "
+            f"{config.dataset}, preset {config.preset}) on {device} "
+            f"[{', '.join(speed.names()) or 'plain fp32'}], {pipeline.train_size} training images, "
+            f"checkpoints in {checkpoints.store.root.resolve()}"
+        )
+        return objective, checkpoints
+
+    def _run_one(self, objective: Objective, checkpoints: AsyncCheckpoints) -> bool:
+        """Run one queued trial, however it ends; False when the queue was empty."""
+        objective.last_trial_number = None
+        try:
+            self.study.optimize(objective, n_trials=1, catch=(), callbacks=[self._on_trial_done])
+            self.failures_in_a_row = 0
+        except NoWorkLeft:
+            return False
+        except (Preempted, KeyboardInterrupt) as stop:
+            number = objective.last_trial_number
+            checkpoints.flush()  # the next worker resumes from the last epoch
+            requeue(self.study, number, self.options.outage_s)
+            if isinstance(stop, KeyboardInterrupt):
+                raise
+            handed_back = f"; trial {number} handed back" if number is not None else ""
+            raise WorkerPreempted(f"SIGTERM: stopped{handed_back}") from None
+        except (TakenOver, UpdateFinishedTrialError):
+            # Our heartbeat looked stale to another worker, which failed and queued our trial.
+            self._say_taken_over(objective.last_trial_number)
+        except Exception as error:
+            self._on_failure(objective.last_trial_number, error)
+        return True
+
+    def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.states[trial.state.name] += 1
+        self.say(describe_trial(trial, best_trial(study)))
+
+    def _on_failure(self, number: int | None, error: Exception) -> None:
+        if queued_again(self.study, number):
+            # Taken over: Optuna's own `tell` then fails ("Cannot tell a FAIL trial").
+            self._say_taken_over(number)
+            return
+        requeue(self.study, number, self.options.outage_s)
+        self.states["FAIL"] += 1
+        self.failures_in_a_row += 1
+        self.say(f"trial {number} failed: {type(error).__name__}: {error}")
+        if self.failures_in_a_row >= self.options.max_consecutive_failures:
+            raise WorkerFailed(
+                f"{self.failures_in_a_row} trials failed in a row, last: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+    def _say_taken_over(self, number: int | None) -> None:
+        self.say(f"trial {number} was taken over by another worker; moving on")
 
 
 def _has_work(study: optuna.Study) -> bool:
@@ -204,42 +225,3 @@ def _has_work(study: optuna.Study) -> bool:
 
 def _others_running(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-
-def _requeue(study: WorkQueueStudy, number: int | None, outage_s: float) -> None:
-    """Queue a failed trial's parameters again so the grid point or budget slot is not lost."""
-    if number is None:
-        return
-    trial = study.get_trials(deepcopy=False)[number]
-    if trial.state == TrialState.RUNNING:
-        # Interrupted before Optuna recorded the failure.
-        try:
-            study.tell(number, state=TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return  # another worker finished it (and queued it again) meanwhile
-        trial = study.get_trials(deepcopy=False)[number]
-    if trial.state == TrialState.FAIL:
-        _retry_callback(outage_s)(study, trial)
-
-
-def _queued_again(study: optuna.Study, number: int | None) -> bool:
-    """Whether a retry of trial `number` exists already (made by whoever failed it)."""
-    return number is not None and any(
-        number in t.system_attrs.get("retry_history", []) for t in study.get_trials(deepcopy=False)
-    )
-
-
-def _retry_callback(outage_s: float = 0.0) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Optuna's retry (queue a failed trial again, at most MAX_RETRIES times), made safe to repeat:
-    a retry that exists already is not queued twice, so the call can wait out a database outage
-    (storage.resilient) even if an attempt committed before its connection was cut."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
-
-    def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
-        def attempt() -> None:
-            if not _queued_again(study, trial.number):
-                retry(study, trial)
-
-        with_retries(attempt, outage_s, "queue a failed trial again")
-
-    return queue_again

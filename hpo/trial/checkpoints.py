@@ -1,8 +1,8 @@
 """Per-epoch checkpoints of running trials, so that a trial interrupted anywhere resumes.
 
-A trial's checkpoint is keyed by its lineage: the number of the first trial of a chain of retries
-(Optuna's retry callbacks copy it into `failed_trial`), so the trial that retries a dead one finds
-the dead one's checkpoint. Files are written whole or not at all (temporary file, then rename), in
+A trial's checkpoint is keyed by its lineage (hpo.study.recovery.lineage): the number of the first
+trial of a chain of retries, so the trial that retries a dead one finds the dead one's checkpoint.
+Files are written whole or not at all (temporary file, then rename), in
 a folder every worker of the study can reach (a shared volume for many machines).
 
 Writing a checkpoint (about 10 MB for this network) takes longer than an epoch's database
@@ -30,9 +30,9 @@ DEFAULT_CHECKPOINT_DIR = "checkpoints"
 WRITER_IDLE_CHECK_S = 0.2  # how often an idle writer thread checks whether the program is ending
 
 
-def lineage(trial_number: int, system_attrs: dict[str, object]) -> int:
-    root = system_attrs.get("failed_trial")
-    return int(root) if isinstance(root, int) else trial_number
+def checkpoint_root(given: str | None) -> Path:
+    """The checkpoint folder: as given, else $HPO_CHECKPOINT_DIR, else ./checkpoints."""
+    return Path(given or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
 
 
 class CheckpointStore:

@@ -1,42 +1,50 @@
-"""Loading a study's dataset onto the training device, once per worker."""
+"""Loading a dataset onto the training device, once per worker (or per retraining)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
 from hpo.errors import UsageError
-from hpo.study.config import StudyConfig
+from model.data_spec import DataSpec
 from model.datasets import DatasetError, ImageData, augment_spec, load_dataset, make_synthetic
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 
-SYNTHETIC_TRAIN = 2000  # CIFAR-sized synthetic images when no --subset is given
+SYNTHETIC_TRAIN = 2000  # CIFAR-sized synthetic images when no subset is given
 
 
-def study_data(config: StudyConfig) -> ImageData:
+def load_data(spec: DataSpec) -> ImageData:
     try:
-        if config.dataset == "synthetic":
-            n_train = config.subset or SYNTHETIC_TRAIN
-            return make_synthetic(n_train=n_train, n_test=max(n_train // 4, 10), seed=config.seed)
-        data = load_dataset(config.dataset, config.data_dir)
+        if spec.dataset == "synthetic":
+            n_train = spec.subset or SYNTHETIC_TRAIN
+            return make_synthetic(n_train=n_train, n_test=_test_size(n_train), seed=spec.seed)
+        data = load_dataset(spec.dataset, spec.data_dir)
     except DatasetError as error:
         raise UsageError(str(error)) from None
-    return _subset(data, config.subset) if config.subset else data
+    return _subset(data, spec.subset) if spec.subset else data
+
+
+def _test_size(n_train: int) -> int:
+    return max(n_train // 4, 10)
 
 
 def _subset(data: ImageData, n_train: int) -> ImageData:
-    n_test = max(n_train // 4, 10)
-    return ImageData(
-        data.name,
-        data.train_images[:n_train],
-        data.train_labels[:n_train],
-        data.test_images[:n_test],
-        data.test_labels[:n_test],
-        data.num_classes,
+    n_test = _test_size(n_train)
+    return replace(
+        data,
+        train_images=data.train_images[:n_train],
+        train_labels=data.train_labels[:n_train],
+        test_images=data.test_images[:n_test],
+        test_labels=data.test_labels[:n_test],
     )
 
 
-def study_pipeline(config: StudyConfig, data: ImageData, device: torch.device) -> DevicePipeline:
-    preset = PRESETS[config.preset]
-    augment = augment_spec(config.dataset) if preset.augment else None
-    return DevicePipeline(data, device, normalize=preset.normalize, augment=augment)
+def device_pipeline(
+    data: ImageData, dataset: str, preset: str, device: torch.device
+) -> DevicePipeline:
+    """The data on `device`, normalized and augmented as the preset says."""
+    stage = PRESETS[preset]
+    augment = augment_spec(dataset) if stage.augment else None
+    return DevicePipeline(data, device, normalize=stage.normalize, augment=augment)

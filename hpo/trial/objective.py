@@ -3,117 +3,27 @@
 from __future__ import annotations
 
 import gc
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from hpo.errors import TakenOver
 from hpo.results.trial_figure import register_curves_artifact
 from hpo.study.config import StudyConfig
+from hpo.study.recovery import lineage
 from hpo.study.search_space import suggest
-from hpo.trial.checkpoints import AsyncCheckpoints, lineage
+from hpo.trial.checkpoints import AsyncCheckpoints
+from hpo.trial.epoch_book import EpochBook
 from hpo.trial.preemption import Preemption
 from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions
 from model.train import EpochMetrics, TrainConfig, Training
-
-CURVE_KEYS = (
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "test_top5",
-    "learning_rate",
-    "seconds",
-)
-
-
-@dataclass
-class EpochBook:
-    """A trial's running bookkeeping: best epoch so far, curves, and why it stopped."""
-
-    trial: optuna.Trial
-    patience: int
-    max_epochs: int
-    best: EpochMetrics | None = None
-    epochs_run: int = 0
-    stop_reason: str | None = None
-    curves: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in CURVE_KEYS})
-    # Writes reports and live curves in the background; None: `trial.report` and
-    # `trial.should_prune`, each a database round trip, in the training thread.
-    writer: TrialWriter | None = None
-    # The trial as the pruner sees it, read from the database once (when None, at the first
-    # epoch); its intermediate values are then the book's.
-    pruning_view: FrozenTrial | None = None
-    _reported: dict[int, float] = field(default_factory=dict)
-
-    def on_epoch(self, metrics: EpochMetrics) -> bool:
-        """Record one epoch; True stops training."""
-        self.epochs_run = metrics.epoch
-        for key in CURVE_KEYS:
-            self.curves[key].append(getattr(metrics, key))
-        if self.writer is not None:
-            self.writer.publish(self.json_curves)
-        if not metrics.finite:
-            self.stop_reason = "diverged"
-            return True
-        if self.best is None or metrics.test_loss < self.best.test_loss:
-            self.best = metrics
-        if self._report_and_should_prune(metrics.epoch, metrics.test_loss):
-            patience_spent = (
-                self.best is not None and metrics.epoch - self.best.epoch >= self.patience
-            )
-            self.stop_reason = "patience" if patience_spent else "pruned"
-            return True
-        if metrics.epoch >= self.max_epochs:
-            self.stop_reason = "max_epochs"
-            return True
-        return False
-
-    def user_attrs(self) -> dict[str, object]:
-        attrs: dict[str, object] = {
-            "epochs_run": self.epochs_run,
-            "stop_reason": self.stop_reason,
-            "curves": self.json_curves(),
-        }
-        if self.best is not None:
-            attrs.update(
-                best_epoch=self.best.epoch,
-                test_accuracy=self.best.test_accuracy,
-                test_top5=self.best.test_top5,
-                train_loss=self.best.train_loss,
-                train_accuracy=self.best.train_accuracy,
-            )
-        return attrs
-
-    def _report_and_should_prune(self, epoch: int, loss: float) -> bool:
-        if self.writer is None:
-            self.trial.report(loss, epoch)
-            return self.trial.should_prune()
-        self.writer.report(epoch, loss)
-        # The study's own pruner decides, given the trial with the values reported so far: what
-        # `trial.should_prune` does, less reading the trial back from the database.
-        if self.pruning_view is None:
-            self.pruning_view = self.trial.storage.get_trial(self.trial._trial_id)
-        self._reported[epoch] = loss
-        self.pruning_view.intermediate_values = self._reported
-        return self.trial.study.pruner.prune(self.trial.study, self.pruning_view)
-
-    def json_curves(self) -> dict[str, list[float | None]]:
-        return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}
-
-
-def _json_float(value: float) -> float | None:
-    # NaN and inf are not JSON; a diverged epoch is stored as null.
-    return value if math.isfinite(value) else None
-
+from storage import optuna_internals
 
 TAKEOVER_CHECK_S = 10.0  # how often a running trial checks that it is still its worker's
 
@@ -149,11 +59,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_trial_number = trial.number
-        params = suggest(trial, self.config.sampler, self.config.preset)
         train_config = TrainConfig(
-            learning_rate=params.learning_rate,
-            batch_size=params.batch_size,
-            p_dropout=params.p_dropout,
+            hyperparams=suggest(trial, self.config.sampler, self.config.preset),
             max_epochs=self.config.epochs,
             preset=PRESETS[self.config.preset],
             seed=self.config.seed,
@@ -161,15 +68,20 @@ class Objective:
         )
         study_name = trial.study.study_name
         # One read of the trial serves the checkpoint lineage and the pruner.
-        frozen = trial.storage.get_trial(trial._trial_id)
-        key = lineage(trial.number, frozen.system_attrs)
+        trial_id = optuna_internals.trial_id(trial)
+        frozen = trial.storage.get_trial(trial_id)
+        key = lineage(frozen)
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         trial.set_user_attr("device", str(self.pipeline.device))
         trial.set_user_attr("speed", self.speed.names())
         register_curves_artifact(trial)
-        writer = TrialWriter(trial.storage, trial._trial_id, self.live_curves_s)
+        writer = TrialWriter(trial.storage, trial_id, self.live_curves_s)
         book = EpochBook(
-            trial, self.config.patience, self.config.epochs, writer=writer, pruning_view=frozen
+            trial=trial,
+            patience=self.config.patience,
+            max_epochs=self.config.epochs,
+            writer=writer,
+            pruning_view=frozen,
         )
         stopped = False
         try:
@@ -204,7 +116,7 @@ class Objective:
 
     def _check_still_ours(self, trial: optuna.Trial) -> None:
         # Reporting to a trial that another worker failed raises nothing, so ask the database.
-        if trial.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        if trial.storage.get_trial(optuna_internals.trial_id(trial)).state != TrialState.RUNNING:
             raise TakenOver(f"trial {trial.number} was taken over by another worker")
 
     def _train(self, run: Training, book: EpochBook, study_name: str, key: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model.datasets import augment_spec, make_synthetic
+from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions, default_speed
@@ -23,10 +24,10 @@ def _pipeline(device: str, n: int = 512) -> DevicePipeline:
 
 
 def _config(**changes) -> TrainConfig:
+    hyperparams = {"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5}
+    hyperparams.update({k: changes.pop(k) for k in list(changes) if k in hyperparams})
     base = dict(
-        learning_rate=0.01,
-        batch_size=64,
-        p_dropout=0.5,
+        hyperparams=Hyperparams(**hyperparams),
         max_epochs=3,
         preset=PRESETS["batchnorm"],
         seed=3,
@@ -121,13 +122,15 @@ def test_real_cuda_out_of_memory_is_released(monkeypatch) -> None:
     import optuna
 
     from hpo.study.config import StudyConfig
-    from hpo.trial.data import study_data, study_pipeline
+    from hpo.trial.data import device_pipeline, load_data
+    from hpo.trial.epoch_book import build_pruner
     from hpo.trial.objective import Objective
-    from hpo.trial.pruning import build_pruner
 
     config = StudyConfig(dataset="synthetic", subset=256, epochs=2, patience=2)
-    data = study_data(config)
-    objective = Objective(config, study_pipeline(config, data, torch.device("cuda")), 10)
+    data = load_data(config.data_spec)
+    objective = Objective(
+        config, device_pipeline(data, config.dataset, config.preset, torch.device("cuda")), 10
+    )
     study = optuna.create_study(pruner=build_pruner("none", 2, 2))
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 512, "p_dropout": 0.5})
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})

@@ -1,5 +1,7 @@
 """The device pipeline against torchvision's transforms, pixel for pixel."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -37,14 +39,7 @@ def test_normalization_matches_to_tensor_and_normalize() -> None:
 
 def test_stats_come_from_the_training_set_only() -> None:
     data = make_synthetic(n_train=64, n_test=16)
-    brighter = ImageData(
-        data.name,
-        data.train_images,
-        data.train_labels,
-        torch.full_like(data.test_images, 255),
-        data.test_labels,
-        10,
-    )
+    brighter = replace(data, test_images=torch.full_like(data.test_images, 255))
     assert DevicePipeline(brighter, CPU, True, None).stats == channel_stats(data.train_images)
 
 
@@ -58,7 +53,14 @@ def _position_images(count: int, side: int = 32) -> ImageData:
     )
     images = torch.stack([rows, cols, noise], dim=1).contiguous()
     labels = torch.zeros(count, dtype=torch.int64)
-    return ImageData("positions", images, labels, images[:4], labels[:4], 10)
+    return ImageData(
+        name="positions",
+        train_images=images,
+        train_labels=labels,
+        test_images=images[:4],
+        test_labels=labels[:4],
+        num_classes=10,
+    )
 
 
 def test_random_crop_and_flip_distribution() -> None:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from model.datasets import augment_spec, make_synthetic
+from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions, parse_speed
@@ -19,10 +20,10 @@ def _pipeline(preset: str = "batchnorm") -> DevicePipeline:
 
 
 def _config(**changes) -> TrainConfig:
+    hyperparams = {"learning_rate": 0.01, "batch_size": 32, "p_dropout": 0.5}
+    hyperparams.update({k: changes.pop(k) for k in list(changes) if k in hyperparams})
     base = dict(
-        learning_rate=0.01,
-        batch_size=32,
-        p_dropout=0.5,
+        hyperparams=Hyperparams(**hyperparams),
         max_epochs=3,
         preset=PRESETS["batchnorm"],
         seed=7,
@@ -80,7 +81,16 @@ def test_huge_learning_rate_gives_non_finite_metrics() -> None:
 
 def test_best_epoch_is_lowest_finite_test_loss() -> None:
     def m(epoch: int, loss: float) -> EpochMetrics:
-        return EpochMetrics(epoch, 1.0, 0.5, loss, 0.5, 0.9, 0.1, 1.0)
+        return EpochMetrics(
+            epoch=epoch,
+            train_loss=1.0,
+            train_accuracy=0.5,
+            test_loss=loss,
+            test_accuracy=0.5,
+            test_top5=0.9,
+            learning_rate=0.1,
+            seconds=1.0,
+        )
 
     assert best_epoch([m(1, 2.0), m(2, 1.0), m(3, 1.0), m(4, float("nan"))]).epoch == 2
     assert best_epoch([m(1, float("nan"))]) is None

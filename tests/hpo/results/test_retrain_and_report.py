@@ -102,7 +102,7 @@ def test_train_reaches_the_exported_accuracy(digits_study, capsys) -> None:
         (
             '{"learning_rate": 0.01, "batch_size": 64, "epoch": 3, "p_dropout": 0.5, '
             '"dataset": "digits", "preset": "resnet"}',
-            "preset must be one of",
+            "invalid preset",
         ),
         ('{"learning_rate": 0.01, "batch_size": "64", "epoch": 3}', "batch_size must be"),
     ],

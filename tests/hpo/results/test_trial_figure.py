@@ -19,16 +19,17 @@ from optuna.trial import TrialState
 
 from hpo.results.curve_figure import learning_curves_svg, nice_ticks
 from hpo.results.trial_figure import (
-    ARTIFACTS_ATTR_PREFIX,
+    CURVES_FILENAME,
     CurvesArtifactStore,
     curves_artifact_id,
     trial_id_of,
 )
 from hpo.study.config import StudyConfig
-from hpo.trial.data import study_data, study_pipeline
+from hpo.trial.data import device_pipeline, load_data
+from hpo.trial.epoch_book import build_pruner
 from hpo.trial.objective import Objective
-from hpo.trial.pruning import build_pruner
 from storage import open_storage
+from storage.optuna_internals import study_id, trial_id
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -95,18 +96,18 @@ def test_the_store_draws_a_trials_figure_and_refuses_other_artifacts(tmp_path: P
         trial.report(loss, epoch)
     store = CurvesArtifactStore(storage)
     # Before any curves are stored, the test loss comes from the intermediate values.
-    svg = store.open_reader(curves_artifact_id(trial._trial_id)).read().decode()
+    svg = store.open_reader(curves_artifact_id(trial_id(trial))).read().decode()
     assert "Trial 0 (running)" in svg and [len(line) for line in _polylines(svg)] == [3]
     trial.set_user_attr("curves", {"train_loss": [1.0, 0.5], "test_loss": [2.0, 1.0]})
-    svg = store.open_reader(curves_artifact_id(trial._trial_id)).read().decode()
+    svg = store.open_reader(curves_artifact_id(trial_id(trial))).read().decode()
     assert [len(line) for line in _polylines(svg)] == [2, 2]
     with pytest.raises(ArtifactNotFound):
-        store.open_reader(curves_artifact_id(trial._trial_id + 100))
+        store.open_reader(curves_artifact_id(trial_id(trial) + 100))
     with pytest.raises(ArtifactNotFound):
         store.open_reader(str(uuid.uuid4()))
     with pytest.raises(HTTPError, match="--artifact-dir"):
         store.write(str(uuid.uuid4()), io.BytesIO(b"x"))
-    store.remove(curves_artifact_id(trial._trial_id))  # nothing stored: nothing happens
+    store.remove(curves_artifact_id(trial_id(trial)))  # nothing stored: nothing happens
 
 
 def test_other_artifacts_go_to_the_artifact_folder(tmp_path: Path) -> None:
@@ -125,8 +126,8 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     """The dashboard's figure of a running trial shows the epochs finished so far."""
     url = f"sqlite:///{tmp_path / 'live.db'}"
     config = StudyConfig(sampler="grid", dataset="synthetic", subset=96, epochs=6, patience=6)
-    data = study_data(config)
-    pipeline = study_pipeline(config, data, torch.device("cpu"))
+    data = load_data(config.data_spec)
+    pipeline = device_pipeline(data, config.dataset, config.preset, torch.device("cpu"))
     study = optuna.create_study(
         storage=open_storage(url, create=True),
         study_name="live",
@@ -137,7 +138,7 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     seen: dict[int, int] = {}
 
     def stored_epochs() -> int:
-        trial = watcher.get_all_trials(study._study_id)[0]
+        trial = watcher.get_all_trials(study_id(study))[0]
         return len(trial.user_attrs.get("curves", {}).get("train_loss", []))
 
     def watch(_: int, metrics) -> None:
@@ -147,7 +148,7 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
             while stored_epochs() < metrics.epoch - 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
             seen[metrics.epoch] = stored_epochs()
-            trial = watcher.get_all_trials(study._study_id)[0]
+            trial = watcher.get_all_trials(study_id(study))[0]
             assert trial.state == TrialState.RUNNING
 
     objective = Objective(config, pipeline, data.num_classes, progress=watch, live_curves_s=0.0)
@@ -155,7 +156,10 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     assert seen == {3: 2, 5: 4}
     trial = study.trials[0]
     assert len(trial.user_attrs["curves"]["train_loss"]) == trial.user_attrs["epochs_run"] == 6
-    meta_key = ARTIFACTS_ATTR_PREFIX + curves_artifact_id(trial._trial_id)
-    assert meta_key in trial.system_attrs
-    svg = CurvesArtifactStore(watcher).open_reader(curves_artifact_id(trial._trial_id)).read()
+    # Listed among the trial's artifacts, as Optuna's public API reads them.
+    listed = optuna.artifacts.get_all_artifact_meta(trial, storage=watcher)
+    assert [(m.artifact_id, m.filename) for m in listed] == [
+        (curves_artifact_id(trial_id(trial)), CURVES_FILENAME)
+    ]
+    svg = CurvesArtifactStore(watcher).open_reader(curves_artifact_id(trial_id(trial))).read()
     assert [len(line) for line in _polylines(svg.decode())] == [6, 6, 6, 6]

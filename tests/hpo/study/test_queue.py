@@ -6,7 +6,9 @@ from hpo.errors import UsageError
 from hpo.study.config import CONFIG_ATTR, StudyConfig
 from hpo.study.queue import NoWorkLeft, create_study, open_study
 from hpo.study.search_space import grid_points
+from model.hyperparams import Hyperparams
 from storage import open_storage
+from storage.optuna_internals import queued_params
 
 
 @pytest.fixture
@@ -19,8 +21,8 @@ def test_create_enqueues_every_grid_point_once(storage) -> None:
     study = optuna.load_study(study_name="g", storage=storage)
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 128
-    queued = sorted(tuple(sorted(t.system_attrs["fixed_params"].items())) for t in waiting)
-    assert queued == sorted(tuple(sorted(p.items())) for p in grid_points("batchnorm"))
+    queued = [Hyperparams.from_params(queued_params(t)) for t in waiting]
+    assert sorted(queued, key=str) == sorted(grid_points("batchnorm"), key=str)
     assert study.user_attrs[CONFIG_ATTR]["epochs"] == 150
 
 
@@ -78,13 +80,13 @@ def test_tpe_budget_is_a_queue_of_n_trials_and_retries_do_not_count(storage) -> 
 def test_an_interrupted_creation_is_finished_by_the_same_command(storage) -> None:
     study = optuna.create_study(storage=storage, study_name="half")
     for point in grid_points("batchnorm")[:50]:  # creation died after 50 points
-        study.enqueue_trial(point)
+        study.enqueue_trial(point.as_params())
     with pytest.raises(UsageError, match="creation was interrupted"):
         open_study(storage, "half")
     assert create_study(storage, "half", StudyConfig(dataset="synthetic"))
     queued = study.get_trials(states=(TrialState.WAITING,))
     assert len(queued) == 128
-    assert len({tuple(sorted(t.system_attrs["fixed_params"].items())) for t in queued}) == 128
+    assert len({Hyperparams.from_params(queued_params(t)) for t in queued}) == 128
 
 
 def test_unknown_study_lists_the_known_ones(storage) -> None:

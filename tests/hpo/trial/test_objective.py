@@ -7,15 +7,25 @@ import pytest
 import torch
 
 from hpo.study.config import StudyConfig
-from hpo.trial.data import study_data, study_pipeline
+from hpo.trial.data import device_pipeline, load_data
+from hpo.trial.epoch_book import MEDIAN_WARMUP_EPOCHS, build_pruner
 from hpo.trial.objective import EpochBook, Objective
-from hpo.trial.pruning import MEDIAN_WARMUP_EPOCHS, build_pruner
 from hpo.trial.writer import TrialWriter
 from model.train import EpochMetrics, Training
+from storage.optuna_internals import trial_id
 
 
 def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
-    return EpochMetrics(epoch, 1.0, 0.5, test_loss, 0.5 + epoch / 1000, 0.9, 0.01, 0.1)
+    return EpochMetrics(
+        epoch=epoch,
+        train_loss=1.0,
+        train_accuracy=0.5,
+        test_loss=test_loss,
+        test_accuracy=0.5 + epoch / 1000,
+        test_top5=0.9,
+        learning_rate=0.01,
+        seconds=0.1,
+    )
 
 
 @pytest.fixture(params=["background writer", "synchronous report"])
@@ -31,9 +41,9 @@ def _run_book(
     writes: str = "background writer",
 ) -> EpochBook:
     study = optuna.create_study(pruner=build_pruner(pruner, patience, max_epochs))
-    book = EpochBook(study.ask(), patience, max_epochs)
+    book = EpochBook(trial=study.ask(), patience=patience, max_epochs=max_epochs)
     if writes == "background writer":
-        book.writer = TrialWriter(study._storage, book.trial._trial_id)
+        book.writer = TrialWriter(book.trial.storage, trial_id(book.trial))
     for epoch, loss in enumerate(losses, start=1):
         if book.on_epoch(_metrics(epoch, loss)):
             break
@@ -88,8 +98,8 @@ def test_median_pruner_ends_hopeless_trials_as_pruned() -> None:
         for epoch in range(1, 11):
             trial.report(0.1, epoch)
         study.tell(trial, 0.1)
-    book = EpochBook(study.ask(), 10, 100)
-    book.writer = TrialWriter(study._storage, book.trial._trial_id)
+    book = EpochBook(trial=study.ask(), patience=10, max_epochs=100)
+    book.writer = TrialWriter(book.trial.storage, trial_id(book.trial))
     for epoch in range(1, 20):
         if book.on_epoch(_metrics(epoch, 5.0 - epoch * 0.01)):
             break
@@ -99,8 +109,8 @@ def test_median_pruner_ends_hopeless_trials_as_pruned() -> None:
 
 def _objective(sampler: str, **config) -> tuple[optuna.Study, Objective]:
     study_config = StudyConfig(sampler=sampler, dataset="synthetic", subset=96, **config)
-    data = study_data(study_config)
-    pipeline = study_pipeline(study_config, data, torch.device("cpu"))
+    data = load_data(study_config.data_spec)
+    pipeline = device_pipeline(data, study_config.dataset, study_config.preset, torch.device("cpu"))
     study = optuna.create_study(
         pruner=build_pruner(study_config.pruner, study_config.patience, study_config.epochs)
     )

@@ -10,6 +10,7 @@ import pytest
 
 from hpo.trial.writer import TrialWriter
 from storage import open_storage
+from storage.optuna_internals import trial_id
 
 
 def _running_trial(tmp_path: Path) -> tuple[optuna.storages.BaseStorage, optuna.Study, int]:
@@ -49,7 +50,7 @@ def test_a_trial_finished_by_another_worker_stops_the_writes_quietly(capsys) -> 
     study = optuna.create_study()
     trial = study.ask()
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. failed by a stale check
-    writer = TrialWriter(study._storage, trial._trial_id, curves_interval_s=0.0)
+    writer = TrialWriter(trial.storage, trial_id(trial), curves_interval_s=0.0)
     writer.report(1, 1.0)
     writer.close()
     writer.check()

@@ -1,0 +1,75 @@
+"""`hpo create`: create a study and its queue (a no-op if it exists with the same settings)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hpo.cli.options import default_of, positive_int
+from hpo.study.config import PRUNERS, SAMPLERS, StudyConfig
+from model.data_spec import DATASETS
+from model.presets import PRESETS
+
+HELP = "create a study (a no-op if it exists with the same settings)"
+TAKES_STORAGE, TAKES_STUDY = True, True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    def default(name: str) -> object:
+        return default_of(StudyConfig, name)
+
+    parser.add_argument("--sampler", choices=SAMPLERS, default=default("sampler"))
+    parser.add_argument("--dataset", choices=DATASETS, default=default("dataset"))
+    parser.add_argument(
+        "--data-dir", default=default("data_dir"), help="where CIFAR-10 is (or goes)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=default("epochs"), help="most epochs a trial runs"
+    )
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=default("patience"),
+        help="stop after this many epochs without a lower test loss",
+    )
+    parser.add_argument("--n-trials", type=positive_int, help="TPE budget (trials in all)")
+    parser.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default=default("pruner"),
+        help="also end hopeless trials early (as PRUNED)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=default("seed"), help="training seed of every trial"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=default("preset"),
+        help="which of the seed's stages to train",
+    )
+    parser.add_argument(
+        "--subset", type=positive_int, help="use only this many training images (quick checks)"
+    )
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.study.queue import create_study
+    from storage import open_storage
+
+    config = StudyConfig(
+        sampler=args.sampler,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        patience=args.patience,
+        n_trials=args.n_trials,
+        pruner=args.pruner,
+        seed=args.seed,
+        preset=args.preset,
+        subset=args.subset,
+    )
+    storage = open_storage(storage_url, create=True)
+    created = create_study(storage, args.study, config)
+    what = "created" if created else "exists with the same settings:"
+    print(f"study {args.study!r} {what} {config.sampler} on {config.dataset} in {storage_url}")
+    return 0

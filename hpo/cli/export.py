@@ -1,0 +1,29 @@
+"""`hpo export`: the best parameters and epoch, as JSON or YAML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hpo.results.export import EXPORT_FORMATS
+
+HELP = "the best parameters and epoch"
+TAKES_STORAGE, TAKES_STUDY = True, True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.results.export import best_export, render_export, write_text
+    from storage import open_storage
+
+    text = render_export(best_export(open_storage(storage_url), args.study), args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(args.output, text)
+    return 0

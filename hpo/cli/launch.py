@@ -1,0 +1,65 @@
+"""`hpo launch`: start and supervise several local workers of one study."""
+
+from __future__ import annotations
+
+import argparse
+
+from hpo.cli.options import add_worker_tuning, default_of, positive_int, worker_tuning_args
+from hpo.errors import UsageError
+from hpo.study.launcher import LaunchOptions
+
+HELP = "start and supervise several local workers"
+TAKES_STORAGE, TAKES_STUDY = True, True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    per_gpu = default_of(LaunchOptions, "per_gpu")
+    parser.add_argument("--gpus", help="comma list of GPU indices, e.g. 0,1,2,3")
+    parser.add_argument(
+        "--per-gpu",
+        type=positive_int,
+        default=per_gpu,
+        help=f"workers per GPU (default {per_gpu}: the best measured throughput)",
+    )
+    parser.add_argument("--cpu", type=positive_int, help="run N CPU workers instead of GPUs")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=default_of(LaunchOptions, "max_restarts"),
+        help="restarts of a crashed worker before giving up on it",
+    )
+    add_worker_tuning(parser, passed_on=True)
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.study.launcher import launch
+    from hpo.study.queue import load_config
+    from storage import open_storage
+
+    gpus = _gpus(args.gpus) if args.gpus or not args.cpu else ()
+    load_config(open_storage(storage_url), args.study)  # fail here, not in every worker
+    options = LaunchOptions(
+        storage_url=storage_url,
+        study_name=args.study,
+        gpus=gpus,
+        per_gpu=args.per_gpu,
+        cpu_workers=args.cpu or 0,
+        max_restarts=args.max_restarts,
+        worker_args=worker_tuning_args(args),
+    )
+    return launch(options)
+
+
+def _gpus(given: str | None) -> tuple[str, ...]:
+    """The GPU indices given, or every GPU of the machine."""
+    if given:
+        gpus = tuple(g.strip() for g in given.split(",") if g.strip())
+        if not all(g.isdigit() for g in gpus):
+            raise UsageError(f"--gpus {given!r}: expected GPU indices such as 0,1,2")
+        return gpus
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise UsageError("no CUDA GPU on this machine: give --cpu N for CPU workers")
+    return tuple(str(i) for i in range(count))

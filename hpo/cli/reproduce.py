@@ -1,0 +1,51 @@
+"""`hpo reproduce`: the seed's six stages with one seed, as a table and curves."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from hpo.cli.options import default_of, positive_int
+from hpo.errors import UsageError
+from hpo.study.worker import WorkerOptions
+from model.data_spec import DATASETS
+
+HELP = "the seed's six stages with one seed: table and curves"
+TAKES_STORAGE, TAKES_STUDY = False, False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Options not given are left out, so that ReproduceOptions' defaults apply (its module
+    # brings torch, which the command line does not import before it runs a command).
+    parser.add_argument("--dataset", choices=DATASETS, help="default: digits")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--subset", type=positive_int, help="only this many training images")
+    parser.add_argument("--device", default=default_of(WorkerOptions, "device"))
+    parser.add_argument("--speed", default=default_of(WorkerOptions, "speed"))
+    parser.add_argument("-o", "--output", dest="out", type=Path, help="default: reproduce.html")
+
+
+def run(args: argparse.Namespace, _storage_url: str) -> int:
+    from hpo.results.reproduce import ReproduceOptions, reproduce, table_header
+    from hpo.trial.device import resolve_device, resolve_speed
+
+    given = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(ReproduceOptions)
+        if getattr(args, field.name, None) is not None
+    }
+    options = ReproduceOptions(**given)
+    if not 0 < options.learning_rate <= 10:
+        raise UsageError(f"--learning-rate must be in (0, 10], got {options.learning_rate}")
+    if not options.out.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {options.out}: folder {options.out.parent} does not exist")
+    device = resolve_device(args.device)
+    speed = resolve_speed(args.speed, device)
+    print(table_header())
+    reproduce(options, device, speed)
+    return 0

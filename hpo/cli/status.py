@@ -1,0 +1,30 @@
+"""`hpo status`: trials by state, the best so far, and what runs now."""
+
+from __future__ import annotations
+
+import argparse
+
+from hpo.cli.options import default_of, positive_int
+from hpo.study.worker import WorkerOptions
+
+HELP = "trials by state, the best so far, and running trials"
+TAKES_STORAGE, TAKES_STUDY = True, True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grace",
+        type=positive_int,
+        default=default_of(WorkerOptions, "grace_s"),
+        help="a running trial without a heartbeat for this long is stale",
+    )
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.results.status import status_text
+    from storage import open_storage
+
+    # Heartbeat settings let the stale check run; status itself sends none.
+    storage = open_storage(storage_url, heartbeat_interval=1, grace_period=args.grace)
+    print(status_text(storage, args.study, args.grace))
+    return 0

@@ -1,0 +1,19 @@
+"""`hpo summary`: the seed's Q10 table of the network's layers and weights."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "the seed's Q10 table of the network's layers and weights"
+TAKES_STORAGE, TAKES_STUDY = False, False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(_args: argparse.Namespace, _storage_url: str) -> int:
+    from model.summary import format_table, layer_table
+
+    print(format_table(layer_table()))
+    return 0

@@ -1,0 +1,58 @@
+"""`hpo worker`: join a study and run its trials until none are left."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hpo.cli.options import add_worker_tuning, default_of, positive_int
+from hpo.study.worker import WorkerOptions
+
+HELP = "run the study's trials until none are left"
+TAKES_STORAGE, TAKES_STUDY = True, True
+EXIT_FAILED = 1
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, as a process killed by it would report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
+    )
+    add_worker_tuning(parser, passed_on=False)
+    parser.add_argument("--max-trials", type=positive_int, help="stop after this many trials")
+    parser.add_argument(
+        "--sampler-seed",
+        type=int,
+        help="TPE seed of this worker (default: random; give workers different ones)",
+    )
+
+
+def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.study.worker import WorkerFailed, WorkerPreempted, run_worker
+
+    options = WorkerOptions(
+        storage_url=storage_url,
+        study_name=args.study,
+        device=args.device,
+        max_trials=args.max_trials,
+        sampler_seed=args.sampler_seed,
+        speed=args.speed,
+        checkpoint_dir=args.checkpoint_dir,
+        heartbeat_s=args.heartbeat,
+        grace_s=args.grace,
+        poll_s=args.poll,
+    )
+    try:
+        summary = run_worker(options)
+    except WorkerFailed as error:
+        print(f"error: worker stopped: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except WorkerPreempted as error:
+        print(f"worker preempted: {error}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.states.items()))
+    print(
+        f"worker done: {summary.trials} trials ({counts or 'none left to run'}) "
+        f"in {summary.seconds:.0f} s"
+    )
+    return 0

@@ -1,0 +1,111 @@
+"""Recovery: a trial whose worker failed, died or was stopped is queued again, once.
+
+Every way a trial can be lost comes here:
+- a worker killed mid-trial (SIGKILL, power loss) stops sending heartbeats; after the grace period
+  any worker fails the trial and queues it again (`retry_dead_trials`). A worker killed before its
+  first heartbeat leaves a trial with no heartbeat at all, found by the same call;
+- a trial that raised, or that SIGTERM interrupted, is failed and queued again by its own worker
+  (`requeue`);
+- a retry keeps the lineage of the trial it retries (`lineage`), so that it resumes from that
+  trial's checkpoint.
+A failed trial is queued again at most MAX_RETRIES times. Queueing again is safe to repeat: a retry
+that exists already is not made twice, so the call can wait out a database outage
+(storage.resilient) even when an attempt committed before its connection was cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import optuna_internals
+from storage.resilient import with_retries
+
+MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
+
+RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def lineage(trial: FrozenTrial) -> int:
+    """The number of the first trial of `trial`'s chain of retries: what its checkpoint is
+    keyed by, so that a retry finds the checkpoint of the trial it retries."""
+    root = optuna_internals.retried_trial_number(trial)
+    return trial.number if root is None else root
+
+
+def retry_callback(outage_s: float = 0.0) -> RetryCallback:
+    """Optuna's retry (queue a failed trial again, at most MAX_RETRIES times), made safe to
+    repeat, and waiting out a database outage of up to `outage_s` seconds."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+
+    def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+        def attempt() -> None:
+            if not queued_again(study, trial.number):
+                retry(study, trial)
+
+        with_retries(attempt, outage_s, "queue a failed trial again")
+
+    return queue_again
+
+
+def queued_again(study: optuna.Study, number: int | None) -> bool:
+    """Whether a retry of trial `number` exists already (made by whoever failed it)."""
+    return number is not None and any(
+        number in optuna_internals.retry_history(t) for t in study.get_trials(deepcopy=False)
+    )
+
+
+def requeue(study: optuna.Study, number: int | None, outage_s: float) -> None:
+    """Fail trial `number` if it still runs, and queue its parameters again, so that the grid
+    point or budget slot is not lost."""
+    if number is None:
+        return
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state == TrialState.RUNNING:
+        # Interrupted before Optuna recorded the failure.
+        try:
+            study.tell(number, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return  # another worker finished it (and queued it again) meanwhile
+        trial = study.get_trials(deepcopy=False)[number]
+    if trial.state == TrialState.FAIL:
+        retry_callback(outage_s)(study, trial)
+
+
+def retry_dead_trials(
+    study: optuna.Study, storage: RDBStorage, grace_s: float, retry: RetryCallback
+) -> None:
+    """Fail and queue again the trials of dead workers: stale heartbeats (Optuna's check, which
+    calls the storage's stale-trial callback) and trials that never had one."""
+    fail_stale_trials(study)
+    study_id = optuna_internals.study_id(study)
+    for trial_id in optuna_internals.orphaned_trial_ids(storage, study_id, grace_s):
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                retry(study, storage.get_trial(trial_id))
+        except UpdateFinishedTrialError:
+            pass  # another worker got there first
+
+
+def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
+    """Running trials whose heartbeat is older than the grace period, or that never had one."""
+    running = {
+        optuna_internals.trial_id(t): t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    }
+    if not running:
+        return []
+    study_id = optuna_internals.study_id(study)
+    stale_ids = set(optuna_internals.orphaned_trial_ids(storage, study_id, grace_s))
+    if storage.get_heartbeat_interval() is not None:
+        # Optuna's own check, against the database server's clock.
+        stale_ids |= set(optuna_internals.stale_trial_ids(storage, study_id))
+    return sorted(running[tid] for tid in stale_ids if tid in running)
+
+
+def is_retry(trial: FrozenTrial) -> bool:
+    return optuna_internals.retried_trial_number(trial) is not None

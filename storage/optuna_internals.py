@@ -1,0 +1,141 @@
+"""Every use of Optuna's private internals, in one place.
+
+The exactly-once queue, the retry lineage and the stale-trial checks need a few things that
+Optuna (5.x) does not make public: popping one queued trial, the ids that its storage keys rows
+by, the heartbeat check, the names of the attributes its retry callbacks and artifacts write, and
+its table layout (for trials that never sent a heartbeat). Nothing else in the project touches a
+private Optuna name: when an Optuna release changes one of these, this module and its contract
+test (tests/storage/test_optuna_internals.py, run on SQLite, PostgreSQL and MariaDB) are where it
+shows, before a queue silently runs a grid point twice.
+
+Public APIs are used wherever they exist: `RetryFailedTrialCallback.retried_trial_number` and
+`retry_history` for the retry lineage, `Study.enqueue_trial` for queueing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.trial import FrozenTrial
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore as ArtifactStore
+
+__all__ = [
+    "PRIVATE_STORAGE_READS",
+    "ArtifactStore",
+    "orphaned_trial_ids",
+    "pop_waiting_trial_id",
+    "queued_params",
+    "register_artifact",
+    "retried_trial_number",
+    "retry_history",
+    "stale_trial_ids",
+    "study_id",
+    "suggest_fixed",
+    "trial_id",
+]
+
+# RDBStorage's private read methods that a worker reaches through Optuna's own code (its trial
+# cache, `best_trial`, the heartbeat check): storage.resilient retries them through outages.
+PRIVATE_STORAGE_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
+
+_FIXED_PARAMS_ATTR = "fixed_params"  # what `enqueue_trial` stores in a queued trial
+_ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where `optuna.artifacts.upload_artifact` lists a file
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's key of a trial (unique across studies; `trial.number` is per study)."""
+    return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    return study._study_id
+
+
+def pop_waiting_trial_id(study: optuna.Study) -> int | None:
+    """Take one WAITING trial and make it RUNNING, or None when none is queued.
+
+    The storage makes the WAITING → RUNNING change under a row lock (PostgreSQL, MySQL) and skips
+    a trial that another process took first, so each queued trial is popped by exactly one
+    caller. Optuna's trial cache is cleared first: a cached list would offer trials that other
+    workers took meanwhile.
+    """
+    study._thread_local.cached_all_trials = None
+    return study._pop_waiting_trial_id()
+
+
+def suggest_fixed(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """Suggest a parameter from a distribution object (what `Study.ask(fixed_distributions)`
+    does)."""
+    return trial._suggest(name, distribution)
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a trial was queued with; its drawn ones if it was not queued."""
+    return dict(trial.system_attrs.get(_FIXED_PARAMS_ATTR, trial.params))
+
+
+def retried_trial_number(trial: FrozenTrial) -> int | None:
+    """The number of the first trial of the retry chain that `trial` belongs to, if it is a
+    retry (Optuna's retry callbacks record it)."""
+    with _stable_since_2_8():
+        return RetryFailedTrialCallback.retried_trial_number(trial)
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """The numbers of the trials that `trial` retries, oldest first."""
+    with _stable_since_2_8():
+        return RetryFailedTrialCallback.retry_history(trial)
+
+
+@contextmanager
+def _stable_since_2_8() -> Iterator[None]:
+    # Marked experimental since Optuna 2.8 and unchanged since; the contract test watches them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def stale_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
+    """RUNNING trials whose heartbeat is older than the storage's grace period, by the database
+    server's clock (Optuna's own check; needs a storage opened with a heartbeat interval)."""
+    return list(storage._get_stale_trial_ids(study_id))
+
+
+def register_artifact(storage: BaseStorage, trial_id: int, meta: dict[str, Any]) -> None:
+    """List an artifact among a trial's artifacts, as `optuna.artifacts.upload_artifact` does
+    (optuna-dashboard shows it), without uploading a file."""
+    storage.set_trial_system_attr(
+        trial_id, _ARTIFACTS_ATTR_PREFIX + meta["artifact_id"], json.dumps(meta)
+    )
+
+
+# Optuna's tables: a RUNNING trial with no row in trial_heartbeats never sent a heartbeat.
+_ORPHANS = sqlalchemy.text(
+    "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+    "WHERE t.study_id = :study_id AND t.state = 'RUNNING' AND h.trial_id IS NULL "
+    "AND t.datetime_start < :cutoff"
+)
+
+
+def orphaned_trial_ids(storage: RDBStorage, study_id: int, grace_s: float) -> list[int]:
+    """RUNNING trials that never sent a heartbeat and started over `grace_s` seconds ago.
+
+    Optuna's stale check only sees trials with a heartbeat row; a worker killed between taking a
+    trial and its first heartbeat leaves a RUNNING trial that no check would ever retry.
+    """
+    # Optuna stores datetime_start as the worker's naive local time.
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_s)
+    with storage.engine.connect() as connection:
+        rows = connection.execute(_ORPHANS, {"study_id": study_id, "cutoff": cutoff})
+        return [int(row[0]) for row in rows]
