@@ -1,4 +1,5 @@
-"""Shared fixtures: throwaway PostgreSQL and MariaDB databases, and a CLI runner.
+"""Shared fixtures: throwaway PostgreSQL and MariaDB databases (helpers that tests import are in
+tests/helpers.py).
 
 Tests that need a server skip when it is unreachable on a laptop, but fail under CI=true, where
 the servers are part of the machine and a skip would hide a broken test.
@@ -7,19 +8,14 @@ the servers are part of the machine and a skip would hide a broken test.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _unavailable(what: str, error: Exception) -> None:
@@ -80,54 +76,3 @@ def mysql_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-@dataclass
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _hpo_env(env: dict[str, str] | None) -> dict[str, str]:
-    # The caller's HPO_STORAGE must not leak into a test that relies on the default.
-    full_env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
-    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
-    return full_env
-
-
-def run_hpo(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
-) -> Completed:
-    """Run the real `hpo` command line in a subprocess, as a user would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=cwd or REPO,
-        env=_hpo_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return Completed(result.returncode, result.stdout, result.stderr)
-
-
-def start_hpo(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, output: bool = True
-) -> subprocess.Popen[str]:
-    """Start the real `hpo` command line; stdout and stderr piped together, or dropped."""
-    sink = subprocess.PIPE if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=cwd or REPO,
-        env=_hpo_env(env),
-        stdout=sink,
-        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on, on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -18,7 +18,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.results.trial_figure import curves_artifact_id
-from tests.conftest import REPO, free_port, start_hpo
+from tests.helpers import REPO, free_port, start_hpo
 
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from tests.conftest import REPO, run_hpo
+from tests.helpers import REPO, run_hpo
 
 
 def _digest(path: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, free_port, run_hpo, start_hpo
+from tests.helpers import REPO, free_port, run_hpo, start_hpo
 
 COMPOSE = REPO / "docker-compose.yml"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$\$")

@@ -12,8 +12,16 @@ import pytest
 
 from hpo.cli.demo import DEMO_TRIALS
 from hpo.results.trial_figure import curves_artifact_id
-from tests.conftest import free_port, run_hpo, start_hpo
-from tests.grid_study import check_export_against_study, check_finished_grid, create_small_grid
+from storage import open_storage
+from storage.optuna_internals import trial_id
+from tests.helpers import (
+    check_export_against_study,
+    check_finished_grid,
+    create_small_grid,
+    free_port,
+    run_hpo,
+    start_hpo,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -67,6 +75,13 @@ def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path
         *("--dataset", "synthetic", "--subset", "1000", "--epochs", "500", "--patience", "500"),
     )
     assert created.returncode == 0, created.stderr
+    # A learning rate that cannot diverge (TPE could draw 1.0, which ends the trial at once):
+    # queue that point and take the empty budget slot out of the queue, with Optuna's public API.
+    study = optuna.load_study(study_name="watch", storage=url)
+    (slot,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
+    open_storage(url).set_trial_state_values(trial_id(slot), optuna.trial.TrialState.FAIL)
+    (watched,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     port = free_port()
     worker = start_hpo(
         *("worker", "--storage", url, "--study", "watch", "--device", "cpu"),
@@ -74,7 +89,8 @@ def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path
         output=False,
     )
     dashboard = start_hpo("dashboard", "--storage", url, "--port", str(port), output=False)
-    figure = f"http://127.0.0.1:{port}/artifacts/1/1/{curves_artifact_id(1)}"
+    figure = f"http://127.0.0.1:{port}/artifacts/1/{trial_id(watched)}/"
+    figure += curves_artifact_id(trial_id(watched))
     seen: list[tuple[str, int, int]] = []
 
     def growing() -> list[int]:

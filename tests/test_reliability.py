@@ -17,8 +17,13 @@ import pytest
 from optuna.trial import TrialState
 
 from storage.optuna_internals import trial_id
-from tests.conftest import run_hpo, start_hpo
-from tests.grid_study import assert_grid_exactly_once, check_finished_grid, create_small_grid
+from tests.helpers import (
+    assert_grid_exactly_once,
+    check_finished_grid,
+    create_small_grid,
+    run_hpo,
+    start_hpo,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -75,7 +80,7 @@ def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 1
 
 @pytest.mark.parametrize("server", ["postgres", "mariadb"])
 def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tmp_path) -> None:
-    """Also the end-to-end checks of the small grid on these servers (tests/grid_study.py)."""
+    """Also the end-to-end checks of the small grid on these servers (tests/helpers.py)."""
     storage = request.getfixturevalue("postgres_url" if server == "postgres" else "mysql_url")
     create_small_grid(storage, tmp_path, epochs=1)
     started = time.perf_counter()
@@ -262,7 +267,7 @@ def test_launcher_restarts_a_crashed_worker(tmp_path: Path, postgres_url: str) -
 def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_url: str) -> None:
     """Another worker judged our heartbeat stale, failed our trial and queued it again: we must
     not crash, and the retry resumes from our checkpoint."""
-    from hpo.study.worker import MAX_RETRIES
+    from hpo.study.recovery import MAX_RETRIES
     from storage import open_storage
 
     create(postgres_url, "resume", tmp_path, *ONE_TRIAL)

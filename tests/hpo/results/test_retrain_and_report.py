@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter
@@ -117,6 +118,21 @@ def test_bad_params_files(tmp_path: Path, capsys, content: str | None, message: 
     assert not (tmp_path / "m.pt").exists()
 
 
+def _table(page: str, table_id: str) -> list[list[str]]:
+    """The cells of a table of the page, row by row, header row left out."""
+    body = page.split(f"<table id='{table_id}'>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)[1:]
+    return [[html.unescape(cell) for cell in re.findall(r"<td>([^<]*)</td>", row)] for row in rows]
+
+
+def _figure_traces(page: str, section_title: str) -> list[dict]:
+    """The data of the first plotly figure of a section, as the page hands it to plotly."""
+    after = page.split(f"<h2>{section_title}</h2>")[1]
+    start = re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", after).end()
+    traces, _ = json.JSONDecoder().raw_decode(after[start:])
+    return traces
+
+
 def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, capsys) -> None:
     url, folder = digits_study
     report = tmp_path / "report.html"
@@ -127,13 +143,35 @@ def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, c
     # No script is fetched from anywhere: plotly is inlined.
     assert not re.search(r"<script[^>]+src=", page)
     assert "plotly.js v" in page or "Plotly" in page
-    best_table = page.split("<table id='best'>")[1].split("</table>")[0]
-    assert f"<td>{exported['trial']}</td>" in best_table
-    assert f"<td>{exported['epoch']}</td>" in best_table
-    top_table = page.split("<table id='top'>")[1].split("</table>")[0]
-    first_row = re.findall(r"<td>([^<]*)</td>", top_table)
-    assert first_row[0] == str(exported["trial"])
-    states = Counter(t.state.name for t in study.trials)
-    for state, count in states.items():
-        assert f'"{state}"' in page and str(count) in page
+    # The best configuration: every exported value, as the page formats it.
+    best = dict(_table(page, "best"))
+    assert set(best) == set(exported)
+    assert best["trial"] == str(exported["trial"]) and best["epoch"] == str(exported["epoch"])
+    assert best["batch_size"] == str(exported["batch_size"])
+    assert float(best["learning_rate"]) == pytest.approx(exported["learning_rate"], rel=1e-3)
+    assert float(best["test_loss"]) == pytest.approx(exported["test_loss"], rel=1e-3)
+    assert best["test_accuracy"] == f"{100 * exported['test_accuracy']:.2f}%"
+    # The top trials: every completed trial, best first, each row that trial's numbers.
+    complete = sorted(
+        (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, t.number)
+    )
+    rows = _table(page, "top")
+    assert [int(row[0]) for row in rows] == [t.number for t in complete]
+    assert rows[0][0] == str(exported["trial"])
+    for row, trial in zip(rows, complete, strict=True):
+        assert float(row[1]) == pytest.approx(trial.params["learning_rate"], rel=1e-3)
+        assert row[2] == str(trial.params["batch_size"])
+        assert row[4] == str(trial.user_attrs["best_epoch"])
+        assert float(row[5]) == pytest.approx(trial.value, rel=1e-3)
+        assert row[6] == f"{100 * trial.user_attrs['test_accuracy']:.2f}%"
+        assert row[7:] == [str(trial.user_attrs["epochs_run"]), trial.user_attrs["stop_reason"]]
+    # Trials by state and by stop reason: the figure's bars are the study's counts.
+    states, reasons = _figure_traces(page, "Trials by state and stop reason")
+    assert dict(zip(states["x"], states["y"], strict=True)) == Counter(
+        t.state.name for t in study.trials
+    )
+    ended = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert dict(zip(reasons["x"], reasons["y"], strict=True)) == Counter(
+        t.user_attrs["stop_reason"] for t in ended
+    )
     assert page.count("plotly-graph-div") >= 7

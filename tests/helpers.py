@@ -1,15 +1,21 @@
-"""The small grid study that several tests run end to end, and the checks made on it after.
+"""What tests share: running the real `hpo` command line, a free port, and the small grid study
+that several tests run end to end with the checks made on it after.
 
-A real `hpo create`, real `hpo worker` processes, then what a user looks at: every grid point
-finished exactly once, `hpo status`, `hpo export` checked against the study, and a late worker
-that finds nothing left. The single-worker run is the SQLite end-to-end test; the eight-worker
-runs on PostgreSQL and MariaDB (tests/test_reliability.py) make the same checks.
+The grid: a real `hpo create`, real `hpo worker` processes, then what a user looks at: every grid
+point finished exactly once, `hpo status`, `hpo export` checked against the study, and a late
+worker that finds nothing left. The single-worker run is the SQLite end-to-end test; the
+eight-worker runs on PostgreSQL and MariaDB (tests/test_reliability.py) make the same checks.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -17,7 +23,60 @@ from optuna.trial import TrialState
 
 from hpo.study.search_space import grid_points
 from model.hyperparams import Hyperparams
-from tests.conftest import run_hpo
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(kw_only=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _hpo_env(env: dict[str, str] | None) -> dict[str, str]:
+    # The caller's HPO_STORAGE must not leak into a test that relies on the default.
+    full_env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    return full_env
+
+
+def run_hpo(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> Completed:
+    """Run the real `hpo` command line in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd or REPO,
+        env=_hpo_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Completed(returncode=result.returncode, stdout=result.stdout, stderr=result.stderr)
+
+
+def start_hpo(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, output: bool = True
+) -> subprocess.Popen[str]:
+    """Start the real `hpo` command line; stdout and stderr piped together, or dropped."""
+    sink = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd or REPO,
+        env=_hpo_env(env),
+        stdout=sink,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 EXPORT_KEYS = [
     "study",

@@ -1,0 +1,67 @@
+"""The launcher's supervision with stand-in workers: exit codes, restarts and back-off."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hpo.errors import UsageError
+from hpo.study.launcher import LaunchOptions, launch, plan_slots
+
+
+def _options(exit_code: int, **changes) -> LaunchOptions:
+    # A stand-in worker that prints its arguments and exits with `exit_code`.
+    code = f"import sys; print(' '.join(sys.argv[1:])); sys.exit({exit_code})"
+    base = dict(
+        storage_url="postgresql+psycopg://u@127.0.0.1/db",
+        study_name="s",
+        cpu_workers=2,
+        max_restarts=2,
+        backoff_s=0.01,
+        worker_args=("--grace", "30"),
+        worker_command=(sys.executable, "-c", code),
+    )
+    return LaunchOptions(**{**base, **changes})
+
+
+def test_workers_that_finish_are_not_restarted() -> None:
+    lines: list[str] = []
+    assert launch(_options(0), say=lines.append) == 0
+    assert sum("(study done)" in line for line in lines) == 2
+    assert not any("restarting" in line for line in lines)
+    # Each worker got the storage, the study, its device and the settings passed on.
+    started = [line for line in lines if line.startswith("[cpu0] ")]
+    assert started == [
+        "[cpu0] --storage postgresql+psycopg://u@127.0.0.1/db --study s --device cpu --grace 30"
+    ]
+
+
+def test_a_crashing_worker_is_restarted_with_back_off_then_given_up() -> None:
+    lines: list[str] = []
+    assert launch(_options(3, cpu_workers=1), say=lines.append) == 1
+    restarts = [line for line in lines if "restarting in" in line]
+    assert len(restarts) == 2 and "(restart 2 of 2)" in restarts[-1]
+    assert any("gave up after 2 restarts" in line for line in lines)
+    assert lines[-1] == "[launch] all workers finished: exit codes [3]"
+
+
+def test_bad_input_is_not_retried() -> None:
+    lines: list[str] = []
+    assert launch(_options(2, cpu_workers=1), say=lines.append) == 1
+    assert any("exited 2 (bad input)" in line for line in lines)
+    assert not any("restarting" in line for line in lines)
+
+
+def test_plan_pins_each_worker_to_its_gpu_and_refuses_many_on_sqlite() -> None:
+    slots = plan_slots(_options(0, cpu_workers=0, gpus=("0", "3"), per_gpu=2))
+    assert [(s.name, s.env["CUDA_VISIBLE_DEVICES"]) for s in slots] == [
+        ("gpu0.0", "0"),
+        ("gpu0.1", "0"),
+        ("gpu3.0", "3"),
+        ("gpu3.1", "3"),
+    ]
+    with pytest.raises(UsageError, match="SQLite"):
+        plan_slots(_options(0, storage_url="sqlite:///x.db"))
+    with pytest.raises(UsageError, match="nothing to launch"):
+        plan_slots(_options(0, cpu_workers=0))

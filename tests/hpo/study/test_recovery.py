@@ -1,0 +1,113 @@
+"""Recovery on SQLite, in one process: dead workers' trials, failed trials, retries and lineage.
+
+The same code runs against PostgreSQL and MariaDB with real killed processes in
+tests/test_reliability.py; here each path is reached directly and fast.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.study.config import StudyConfig
+from hpo.study.queue import create_study, open_study
+from hpo.study.recovery import (
+    MAX_RETRIES,
+    is_retry,
+    lineage,
+    queued_again,
+    requeue,
+    retry_callback,
+    retry_dead_trials,
+    stale_trial_numbers,
+)
+from storage import open_storage
+from storage.optuna_internals import queued_params, trial_id
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """A 16-point grid study opened as a worker opens it (heartbeats on)."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    config = StudyConfig(dataset="synthetic", preset="augment")  # no dropout: 16 points
+    create_study(open_storage(url, create=True), "g", config)
+    storage = open_storage(
+        url, heartbeat_interval=1, grace_period=2, stale_trial_callback=retry_callback()
+    )
+    return open_study(storage, "g"), storage
+
+
+def _waiting(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(grid) -> None:
+    study, storage = grid
+    orphan = study.ask()  # `ask` records a first heartbeat; remove it, as a kill before it would
+    with storage.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM trial_heartbeats")
+    retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
+    assert study.trials[orphan.number].state == TrialState.RUNNING  # not yet past the grace
+    assert stale_trial_numbers(study, storage, grace_s=-5) == [orphan.number]
+    retry_dead_trials(study, storage, grace_s=-5, retry=retry_callback())
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    retry = study.trials[-1]
+    assert retry.state == TrialState.WAITING and is_retry(retry)
+    assert lineage(retry) == orphan.number
+    assert queued_params(retry) == queued_params(study.trials[orphan.number])
+    assert len(_waiting(study)) == 16  # 15 untouched + the retry
+
+
+def test_a_stale_heartbeat_is_failed_and_queued_again(grid) -> None:
+    study, storage = grid
+    taken = study.ask()
+    storage.record_heartbeat(trial_id(taken))
+    with storage.engine.begin() as connection:  # as if the last heartbeat was an hour ago
+        connection.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
+    assert stale_trial_numbers(study, storage, grace_s=3600) == [taken.number]
+    retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
+    assert study.trials[taken.number].state == TrialState.FAIL
+    assert lineage(study.trials[-1]) == taken.number
+
+
+def test_requeue_fails_a_running_trial_and_queues_it_once(grid) -> None:
+    study, _ = grid
+    trial = study.ask()
+    requeue(study, trial.number, outage_s=0)
+    requeue(study, trial.number, outage_s=0)  # repeated, as after a lost acknowledgement
+    assert study.trials[trial.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if is_retry(t)]
+    assert len(retries) == 1 and queued_again(study, trial.number)
+    requeue(study, None, outage_s=0)  # no trial: nothing happens
+    assert len(study.trials) == 17
+
+
+def test_a_retry_of_a_retry_keeps_the_first_trials_lineage_up_to_the_limit(grid) -> None:
+    study, _ = grid
+    first = study.ask()
+    number = first.number
+    for _ in range(MAX_RETRIES + 1):
+        requeue(study, number, outage_s=0)
+        retries = [t for t in study.trials if is_retry(t) and t.state == TrialState.WAITING]
+        if not retries:
+            break
+        # Take that retry next: pop trials until it comes up, handing the others back.
+        while (trial := study.ask()).number != retries[0].number:
+            study.tell(trial, 1.0)
+        number = trial.number
+        assert lineage(study.trials[number]) == first.number
+    chain = [t for t in study.trials if lineage(t) == first.number]
+    assert len(chain) == MAX_RETRIES + 1  # the trial and its retries; then it stays FAIL
+    assert all(t.state == TrialState.FAIL for t in chain)
+
+
+def test_a_trial_finished_by_another_worker_is_left_alone(grid) -> None:
+    study, _ = grid
+    trial = study.ask()
+    study.tell(trial, 0.5)
+    requeue(study, trial.number, outage_s=0)
+    assert study.trials[trial.number].state == TrialState.COMPLETE
+    assert not any(is_retry(t) for t in study.trials)

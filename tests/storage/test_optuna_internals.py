@@ -1,0 +1,152 @@
+"""The contract between this project and Optuna's internals, run on every storage it supports.
+
+storage/optuna_internals.py is the one place that uses Optuna's private names; these tests run
+each of its primitives against SQLite, PostgreSQL and MariaDB, the way Optuna's own tests run
+over its storages. When an Optuna release changes one of them, a test here fails first: the
+queue's exactly-once pop, the retry lineage, Optuna's stale-trial check, the check for trials
+that never sent a heartbeat, and the artifact listing that optuna-dashboard reads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from storage import open_storage, optuna_internals
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
+    pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+]
+SERVERS = [pytest.param(name, marks=pytest.mark.server) for name in ("postgres", "mariadb")]
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
+def url(request, tmp_path) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mariadb": "mysql_url"}
+    return request.getfixturevalue(fixture[request.param])
+
+
+def _study(url: str, name: str = "contract", **storage_options) -> tuple[optuna.Study, RDBStorage]:
+    storage = open_storage(url, create=True, **storage_options)
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True)
+    return study, storage
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_each_queued_trial_is_popped_by_exactly_one_of_many_contenders(request, server) -> None:
+    """Under a row lock on the servers. SQLite has none: six contenders popped 44 times for 24
+    queued trials in one run, which is why a worker refuses to share a SQLite file
+    (storage.sqlite_lock)."""
+    url = request.getfixturevalue({"postgres": "postgres_url", "mariadb": "mysql_url"}[server])
+    queued, contenders = 24, 6
+    study, _ = _study(url)
+    for k in range(queued):
+        study.enqueue_trial({"x": float(k)})
+    popped: list[list[int]] = [[] for _ in range(contenders)]
+    start = threading.Barrier(contenders)
+
+    def pop_until_empty(slot: int) -> None:
+        # Each contender has its own storage and connections, as a worker process would.
+        own, _ = _study(url)
+        start.wait()
+        while (trial_id := optuna_internals.pop_waiting_trial_id(own)) is not None:
+            popped[slot].append(trial_id)
+
+    threads = [threading.Thread(target=pop_until_empty, args=(k,)) for k in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    everything = [trial_id for ids in popped for trial_id in ids]
+    assert len(everything) == len(set(everything)) == queued
+    assert all(t.state == TrialState.RUNNING for t in study.get_trials())
+
+
+def test_two_storages_taking_turns_never_pop_the_same_trial(url: str) -> None:
+    first, _ = _study(url)
+    second, _ = _study(url)
+    for k in range(6):
+        first.enqueue_trial({"x": float(k)})
+    popped = []
+    for study in (first, second) * 4:
+        popped.append(optuna_internals.pop_waiting_trial_id(study))
+    assert popped[6:] == [None, None]  # stale caches would offer taken trials again
+    assert len(set(popped[:6])) == 6
+
+
+def test_a_popped_trial_keeps_its_queued_parameters(url: str) -> None:
+    study, storage = _study(url)
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 512})
+    trial_id = optuna_internals.pop_waiting_trial_id(study)
+    assert trial_id is not None and optuna_internals.pop_waiting_trial_id(study) is None
+    frozen = storage.get_trial(trial_id)
+    assert optuna_internals.trial_id(frozen) == trial_id
+    assert optuna_internals.queued_params(frozen) == {"learning_rate": 0.01, "batch_size": 512}
+    assert storage.get_study_id_from_name("contract") == optuna_internals.study_id(study)
+
+
+def test_retries_keep_their_lineage(url: str) -> None:
+    study, _ = _study(url)
+    study.enqueue_trial({"x": 1.0})
+    retry = RetryFailedTrialCallback(max_retry=3)
+    for _ in range(2):  # fail the trial, then fail its retry
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 2.0)
+        study.tell(trial, state=TrialState.FAIL)
+        retry(study, study.trials[trial.number])
+    first, second, third = study.trials
+    assert optuna_internals.retried_trial_number(first) is None
+    assert optuna_internals.retried_trial_number(second) == 0
+    assert optuna_internals.retried_trial_number(third) == 0  # the root, not the parent
+    assert optuna_internals.retry_history(third) == [0, 1]
+    assert optuna_internals.queued_params(third) == {"x": 1.0}
+
+
+def test_a_trial_whose_heartbeat_stopped_is_stale_after_the_grace_period(url: str) -> None:
+    study, storage = _study(url, heartbeat_interval=1, grace_period=2)
+    trial = study.ask()
+    storage.record_heartbeat(optuna_internals.trial_id(trial))
+    study_id = optuna_internals.study_id(study)
+    assert optuna_internals.stale_trial_ids(storage, study_id) == []
+    time.sleep(3.5)  # no heartbeat for longer than the grace period
+    assert optuna_internals.stale_trial_ids(storage, study_id) == [optuna_internals.trial_id(trial)]
+
+
+def test_a_running_trial_without_any_heartbeat_is_an_orphan(url: str) -> None:
+    study, storage = _study(url)
+    beating, silent = study.ask(), study.ask()
+    storage.record_heartbeat(optuna_internals.trial_id(beating))
+    study_id = optuna_internals.study_id(study)
+    assert optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=3600) == []
+    assert optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=-5) == [
+        optuna_internals.trial_id(silent)
+    ]
+    study.tell(silent, 1.0)  # finished: no longer an orphan
+    assert optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=-5) == []
+
+
+def test_a_registered_artifact_is_listed_by_optunas_public_api(url: str) -> None:
+    study, storage = _study(url)
+    trial = study.ask()
+    meta = {
+        "artifact_id": "cc-1",
+        "filename": "learning-curves.svg",
+        "mimetype": "image/svg+xml",
+        "encoding": None,
+    }
+    optuna_internals.register_artifact(storage, optuna_internals.trial_id(trial), meta)
+    listed = optuna.artifacts.get_all_artifact_meta(trial, storage=storage)
+    assert [(m.artifact_id, m.filename, m.mimetype) for m in listed] == [
+        ("cc-1", "learning-curves.svg", "image/svg+xml")
+    ]
+
+
+def test_the_private_reads_that_outage_retries_wrap_still_exist() -> None:
+    for name in optuna_internals.PRIVATE_STORAGE_READS:
+        assert callable(getattr(RDBStorage, name, None)), name
