@@ -21,6 +21,7 @@ from hpo.results.trial_figure import curves_artifact_id
 from tests.helpers import REPO, free_port, start_hpo
 
 ARTIFACTS = REPO / "test-artifacts"
+DASHBOARD_TOKEN = "browser-test-token"
 pytestmark = pytest.mark.slow
 
 
@@ -34,7 +35,7 @@ def chromium() -> str:
     return path
 
 
-def browse(url: str, screenshot: str, height: int = 1400) -> str:
+def browse(url: str, screenshot: str, height: int = 1400, check_size: bool = True) -> str:
     """Load `url` with JavaScript, save a screenshot, return the rendered DOM."""
     ARTIFACTS.mkdir(exist_ok=True)
     flags = [
@@ -65,7 +66,8 @@ def browse(url: str, screenshot: str, height: int = 1400) -> str:
             timeout=120,
             check=True,
         ).stdout
-    assert (ARTIFACTS / screenshot).stat().st_size > 10_000
+    if check_size:  # a page with content, not a blank one
+        assert (ARTIFACTS / screenshot).stat().st_size > 10_000
     return dom
 
 
@@ -131,33 +133,42 @@ def test_report_renders_its_figures_offline(worker_study: str, tmp_path: Path) -
 
 
 def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:
+    """Through the tokenized URL that hpo dashboard prints; a browser without it sees nothing."""
     port = free_port()
-    server = start_hpo("dashboard", "--storage", worker_study, "--port", str(port))
+    server = start_hpo(
+        *("dashboard", "--storage", worker_study, "--port", str(port)),
+        env={"HPO_DASHBOARD_TOKEN": DASHBOARD_TOKEN},
+    )
+    base = f"http://127.0.0.1:{port}"
+    token = f"?token={DASHBOARD_TOKEN}"
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=1)
+                urllib.request.urlopen(f"{base}/api/meta{token}", timeout=1)
                 break
             except OSError:
                 time.sleep(0.2)
-        home = browse(f"http://127.0.0.1:{port}/dashboard", "dashboard-home.png")
+        # Each browse is a new browser profile: the token in the URL sets the cookie that the
+        # page's own API calls then carry.
+        home = browse(f"{base}/dashboard{token}", "dashboard-home.png")
         assert "browser-study" in home
-        study = browse(f"http://127.0.0.1:{port}/dashboard/studies/1", "dashboard-study.png")
+        study = browse(f"{base}/dashboard/studies/1{token}", "dashboard-study.png")
         assert "History" in study
-        trials = browse(
-            f"http://127.0.0.1:{port}/dashboard/studies/1/trials",
-            "dashboard-trials.png",
-            height=1800,
-        )
+        trials = browse(f"{base}/dashboard/studies/1/trials{token}", "dashboard-trials.png", 1800)
         assert "Trial 0" in trials or "trial 0" in trials.lower()
         assert "Intermediate values" in study or "Intermediate values" in trials
         # The trial's train/test loss and accuracy figure, listed among its artifacts.
         assert 'alt="learning-curves.svg"' in trials
-        figure_url = f"http://127.0.0.1:{port}/artifacts/1/1/{curves_artifact_id(1)}"
-        with urllib.request.urlopen(figure_url, timeout=10) as answer:
+        figure_url = f"{base}/artifacts/1/1/{curves_artifact_id(1)}"
+        with urllib.request.urlopen(figure_url + token, timeout=10) as answer:
             assert answer.headers["Content-Type"] == "image/svg+xml"
             assert "Trial 0 (" in answer.read().decode()
-        browse(figure_url, "dashboard-trial-curves.png", height=400)
+        browse(figure_url + token, "dashboard-trial-curves.png", height=400)
+        # Another browser, without the token: no study, no trial, no figure.
+        for path in ("/dashboard", "/dashboard/studies/1/trials", figure_url[len(base) :]):
+            dom = browse(f"{base}{path}", "dashboard-no-token.png", check_size=False)
+            assert "needs its token" in dom
+            assert "browser-study" not in dom and "Trial 0" not in dom
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -46,6 +46,9 @@ def test_compose_file_structure() -> None:
     for name, service in services.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    # No dashboard token in the file: from the environment, else a random one at start.
+    assert services["dashboard"]["environment"]["HPO_DASHBOARD_TOKEN"] == ""
+    assert "--no-token" not in str(services["dashboard"]["command"])
     assert "healthcheck" in services["postgres"]
     assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
     assert services["workers"]["environment"]["HPO_CHECKPOINT_DIR"] == "/checkpoints"
@@ -89,6 +92,7 @@ def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_
         "HPO_WORKERS": "--cpu 1",  # no GPU here; the default is --gpus 0 --per-gpu 8
         "HPO_DASHBOARD_BIND": "127.0.0.1",  # the container's 0.0.0.0 is its own loopback
         "HPO_DASHBOARD_PORT": str(port),
+        "HPO_DASHBOARD_TOKEN": "compose-test-token",
     }
     services = load(env)["services"]
     storage = services["workers"]["environment"]["HPO_STORAGE"]
@@ -100,12 +104,19 @@ def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_
     study = optuna.load_study(study_name="seed-grid", storage=storage)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 16
 
-    dashboard = start_hpo(*_command(services["dashboard"]), cwd=tmp_path, env=service_env)
+    dashboard_env = {k: str(v) for k, v in services["dashboard"]["environment"].items()}
+    assert dashboard_env["HPO_DASHBOARD_TOKEN"] == env["HPO_DASHBOARD_TOKEN"]
+    assert "HPO_DASHBOARD_TOKEN" not in service_env  # the workers are not given it
+    dashboard = start_hpo(*_command(services["dashboard"]), cwd=tmp_path, env=dashboard_env)
     try:
         studies = None
         for _ in range(100):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as response:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/studies",
+                    headers={"Authorization": f"token {env['HPO_DASHBOARD_TOKEN']}"},
+                )
+                with urllib.request.urlopen(request) as response:
                     studies = json.load(response)["study_summaries"]
                     break
             except OSError:

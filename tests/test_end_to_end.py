@@ -24,6 +24,7 @@ from tests.helpers import (
 )
 
 SVG = "{http://www.w3.org/2000/svg}"
+DASHBOARD_TOKEN = "end-to-end"
 
 
 @pytest.mark.slow
@@ -59,7 +60,8 @@ def test_small_grid_on_sqlite(tmp_path: Path, sqlite_url: str) -> None:
 
 def _figure_points(url: str) -> tuple[str, int, int]:
     """The dashboard figure's trial state (from its title), epochs drawn so far, and lines."""
-    with urllib.request.urlopen(url, timeout=10) as answer:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {DASHBOARD_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
         svg = answer.read().decode()
     state = svg.split("(", 1)[1].split(")", 1)[0]
     lines = [element for element in ET.fromstring(svg).iter(f"{SVG}polyline")]
@@ -88,7 +90,11 @@ def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path
         cwd=tmp_path,
         output=False,
     )
-    dashboard = start_hpo("dashboard", "--storage", url, "--port", str(port), output=False)
+    dashboard = start_hpo(
+        *("dashboard", "--storage", url, "--port", str(port)),
+        env={"HPO_DASHBOARD_TOKEN": DASHBOARD_TOKEN},
+        output=False,
+    )
     figure = f"http://127.0.0.1:{port}/artifacts/1/{trial_id(watched)}/"
     figure += curves_artifact_id(trial_id(watched))
     seen: list[tuple[str, int, int]] = []

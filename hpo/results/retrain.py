@@ -160,7 +160,7 @@ def save_model(
         "state_dict": run.state().network,
         "versions": {
             "hpo": hpo.__version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # a plain string: a TorchVersion is no weight
             "optuna": optuna.__version__,
             "python": platform.python_version(),
         },
@@ -168,3 +168,19 @@ def save_model(
     partial = out.with_name(out.name + ".partial")
     torch.save(payload, partial)
     partial.replace(out)
+
+
+def load_model(path: Path) -> dict[str, Any]:
+    """A model file written by `save_model`, read with `weights_only=True`: tensors, numbers,
+    strings and containers only, so that a file from elsewhere can run no code. Any file that
+    does not load that way is refused with one clear error."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UsageError(f"model file {path} not found") from None
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise UsageError(f"model file {path} refused ({type(error).__name__}: {reason})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise UsageError(f"model file {path} is not one that hpo train wrote")
+    return payload

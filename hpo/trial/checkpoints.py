@@ -36,8 +36,9 @@ def checkpoint_root(given: str | None) -> Path:
 
 
 class CheckpointStore:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, say: Callable[[str], None] = print) -> None:
         self.root = Path(root)
+        self.say = say  # told when a checkpoint is refused
 
     def path(self, study: str, key: int) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", study)
@@ -53,15 +54,25 @@ class CheckpointStore:
         os.replace(partial, path)
 
     def load(self, study: str, key: int) -> TrainState | None:
-        """The checkpoint, or None when there is none or it cannot be read (start over)."""
+        """The checkpoint, or None when there is none or it cannot be read (start over).
+
+        Read with `weights_only=True`: tensors, numbers, strings and containers only, so a file
+        planted in a shared checkpoint folder can run no code in the worker that reads it. A
+        file that fails to load (foreign, torn or malicious) is refused with one line.
+        """
         path = self.path(study, key)
         if not path.is_file():
             return None
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
             payload["history"] = [EpochMetrics(**m) for m in payload["history"]]
             return TrainState(**payload)
-        except Exception:  # a torn or foreign file: starting over is always correct
+        except Exception as error:  # starting over is always correct
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            self.say(
+                f"checkpoint {path} refused ({type(error).__name__}: {reason}); "
+                "the trial starts from epoch 1"
+            )
             return None
 
     def remove(self, study: str, key: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from hpo.cli import main
+from hpo.errors import UsageError
+from hpo.results.retrain import load_model
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_train_reaches_the_exported_accuracy(digits_study, capsys) -> None:
     printed = capsys.readouterr().out
     accuracy = float(re.search(r"accuracy ([\d.]+)%", printed).group(1)) / 100
     assert abs(accuracy - exported["test_accuracy"]) <= 0.01
-    saved = torch.load(out, weights_only=False)
+    saved = load_model(out)  # weights only: no code from the file runs
     assert saved["config"]["epoch"] == exported["epoch"] == len(saved["history"])
     assert saved["metrics"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
     assert {"hpo", "torch", "optuna", "python"} <= set(saved["versions"])
@@ -131,6 +134,25 @@ def _figure_traces(page: str, section_title: str) -> list[dict]:
     start = re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", after).end()
     traces, _ = json.JSONDecoder().raw_decode(after[start:])
     return traces
+
+
+def test_a_model_file_that_is_not_weights_only_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    planted = tmp_path / "planted.pt"
+    torch.save({"state_dict": {}, "config": _Planted(marker)}, planted)
+    with pytest.raises(UsageError, match="refused"):
+        load_model(planted)
+    assert not marker.exists()
+    with pytest.raises(UsageError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+class _Planted:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
 
 
 def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, capsys) -> None:
