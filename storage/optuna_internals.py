@@ -39,6 +39,7 @@ __all__ = [
     "register_artifact",
     "retried_trial_number",
     "retry_history",
+    "sampler_view",
     "stale_trial_ids",
     "study_id",
     "suggest_fixed",
@@ -78,6 +79,14 @@ def suggest_fixed(trial: optuna.Trial, name: str, distribution: BaseDistribution
     """Suggest a parameter from a distribution object (what `Study.ask(fixed_distributions)`
     does)."""
     return trial._suggest(name, distribution)
+
+
+def sampler_view(study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
+    """The study as Optuna's samplers see it when they sample `trial`: with a `HyperbandPruner`,
+    only the trials of `trial`'s bracket."""
+    from optuna.pruners import _filter_study
+
+    return _filter_study(study, trial)
 
 
 def queued_params(trial: FrozenTrial) -> dict[str, Any]:

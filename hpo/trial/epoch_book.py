@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, PatientPruner
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    PatientPruner,
+    SuccessiveHalvingPruner,
+)
 from optuna.trial import FrozenTrial
 
 from hpo.trial.writer import TrialWriter
@@ -29,6 +35,14 @@ if TYPE_CHECKING:  # the study imports the pruner before any torch is needed
 
 MEDIAN_STARTUP_TRIALS = 5
 MEDIAN_WARMUP_EPOCHS = 5
+# Pruners that keep a trial's state (its rungs) in the trial's system attributes.
+_RUNG_PRUNERS = (HyperbandPruner, SuccessiveHalvingPruner)
+
+
+def _patience_rule(patience: int) -> PatientPruner:
+    with warnings.catch_warnings():  # experimental since 2.8, and stable in behaviour
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return PatientPruner(None, patience=patience - 1)
 
 
 class PatienceOrPruner(BasePruner):
@@ -36,9 +50,7 @@ class PatienceOrPruner(BasePruner):
 
     def __init__(self, patience: int, wrapped: BasePruner | None = None) -> None:
         self.patience = patience
-        with warnings.catch_warnings():  # experimental since 2.8, and stable in behaviour
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._patience = PatientPruner(None, patience=patience - 1)
+        self._patience = _patience_rule(patience)
         self._wrapped = wrapped
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -47,16 +59,31 @@ class PatienceOrPruner(BasePruner):
         return self._wrapped is not None and self._wrapped.prune(study, trial)
 
 
-def build_pruner(name: str, patience: int, max_epochs: int) -> PatienceOrPruner:
-    wrapped: BasePruner | None
+class PatientHyperbandPruner(HyperbandPruner):
+    """Hyperband, and patience: a `HyperbandPruner` itself, not a wrapper around one.
+
+    Optuna's samplers (TPE among them) see only the trials of a trial's own Hyperband bracket when,
+    and only when, the study's pruner is a `HyperbandPruner`; a wrapper would make TPE sample from
+    every bracket at once.
+    """
+
+    def __init__(self, patience: int, max_epochs: int) -> None:
+        super().__init__(min_resource=1, max_resource=max_epochs)
+        self.patience = patience
+        self._patience = _patience_rule(patience)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self._patience.prune(study, trial) or super().prune(study, trial)
+
+
+def build_pruner(name: str, patience: int, max_epochs: int) -> BasePruner:
+    if name == "hyperband":
+        return PatientHyperbandPruner(patience, max_epochs)
+    wrapped: BasePruner | None = None
     if name == "median":
         wrapped = MedianPruner(
             n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_WARMUP_EPOCHS
         )
-    elif name == "hyperband":
-        wrapped = HyperbandPruner(min_resource=1, max_resource=max_epochs)
-    else:
-        wrapped = None
     return PatienceOrPruner(patience, wrapped)
 
 
@@ -136,12 +163,16 @@ class EpochBook:
             return self.trial.should_prune()
         self.writer.report(epoch, loss)
         # The study's own pruner decides, given the trial with the values reported so far: what
-        # `trial.should_prune` does, less reading the trial back from the database.
-        if self.pruning_view is None:
+        # `trial.should_prune` does, less reading the trial back from the database. Successive
+        # halving (Hyperband) records the rungs a trial has passed in its system attributes as
+        # it decides, so with it the trial is read back each epoch: a view read once would keep
+        # the trial at its first rung, comparing each new value there.
+        pruner = self.trial.study.pruner
+        if self.pruning_view is None or isinstance(pruner, _RUNG_PRUNERS):
             self.pruning_view = self.trial.storage.get_trial(optuna_internals.trial_id(self.trial))
         self._reported[epoch] = loss
         self.pruning_view.intermediate_values = self._reported
-        return self.trial.study.pruner.prune(self.trial.study, self.pruning_view)
+        return pruner.prune(self.trial.study, self.pruning_view)
 
     def json_curves(self) -> dict[str, list[float | None]]:
         return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}

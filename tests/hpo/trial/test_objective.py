@@ -12,7 +12,7 @@ from hpo.trial.epoch_book import MEDIAN_WARMUP_EPOCHS, build_pruner
 from hpo.trial.objective import EpochBook, Objective
 from hpo.trial.writer import TrialWriter
 from model.train import EpochMetrics, Training
-from storage.optuna_internals import trial_id
+from storage.optuna_internals import sampler_view, trial_id
 
 
 def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
@@ -40,7 +40,10 @@ def _run_book(
     pruner: str = "none",
     writes: str = "background writer",
 ) -> EpochBook:
-    study = optuna.create_study(pruner=build_pruner(pruner, patience, max_epochs))
+    # A fixed name: Hyperband puts a trial in a bracket by its study name and number.
+    study = optuna.create_study(
+        study_name="book", pruner=build_pruner(pruner, patience, max_epochs)
+    )
     book = EpochBook(trial=study.ask(), patience=patience, max_epochs=max_epochs)
     if writes == "background writer":
         book.writer = TrialWriter(book.trial.storage, trial_id(book.trial))
@@ -185,3 +188,30 @@ def test_progress_lines_only_on_a_terminal() -> None:
     assert len(lines) == 2 and lines[1].startswith("trial 3 epoch 2/10: train loss")
     assert "test loss 1.5000" in lines[1] and "ETA" in lines[1]
     assert log.getvalue() == ""
+
+
+def test_hyperband_keeps_tpe_inside_each_trials_bracket() -> None:
+    """Optuna narrows a sampler to a trial's Hyperband bracket only when the study's pruner is a
+    HyperbandPruner: a wrapper around one made TPE sample from every bracket."""
+    pruner = build_pruner("hyperband", patience=10, max_epochs=27)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner)
+    for number in range(12):
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
+        for epoch in range(1, 4):
+            trial.report(1.0 / (epoch + number), epoch)
+            trial.should_prune()  # as every epoch of a trial asks
+        study.tell(trial, 1.0 / (3 + number))
+    trial = study.ask()
+    seen = sampler_view(study, study.trials[trial.number]).get_trials(deepcopy=False)
+    assert 0 < len(seen) < len(study.trials)  # one bracket's trials, not all of them
+    brackets = {pruner._get_bracket_id(study, t) for t in seen}
+    assert brackets == {pruner._get_bracket_id(study, study.trials[trial.number])}
+
+
+def test_patience_still_ends_trials_complete_under_hyperband(writes) -> None:
+    # Patience runs out (epoch 2 + 2) before Hyperband's first rung past epoch 1 decides.
+    losses = [1.9, 1.8] + [2.0] * 40
+    book = _run_book(losses, patience=2, pruner="hyperband", writes=writes)
+    assert book.best.epoch == 2 and book.epochs_run == 4 and book.stop_reason == "patience"
