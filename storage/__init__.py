@@ -2,12 +2,19 @@
 
 from storage.errors import StorageError
 from storage.open import open_storage
-from storage.urls import DEFAULT_STORAGE, StorageURL, parse_storage_url, resolve_storage_url
+from storage.urls import (
+    DEFAULT_STORAGE,
+    StorageURL,
+    masked,
+    parse_storage_url,
+    resolve_storage_url,
+)
 
 __all__ = [
     "DEFAULT_STORAGE",
     "StorageError",
     "StorageURL",
+    "masked",
     "open_storage",
     "parse_storage_url",
     "resolve_storage_url",

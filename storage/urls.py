@@ -70,12 +70,21 @@ def resolve_storage_url(given: str | None) -> str:
     return given or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
+def masked(text: str) -> str:
+    """A storage URL fit to print: its password replaced by *** (SQLAlchemy's rendering); of a
+    URL that does not parse, only the scheme, since the rest may hold a password."""
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return f"{text.partition(':')[0][:40]}://…"
+
+
 def parse_storage_url(text: str) -> StorageURL:
     try:
         url = make_url(text)
     except (sqlalchemy.exc.ArgumentError, ValueError):
         raise StorageError(
-            f"malformed storage URL {text!r}; expected e.g. sqlite:///hpo.db or "
+            f"malformed storage URL {masked(text)!r}; expected e.g. sqlite:///hpo.db or "
             "postgresql+psycopg://user@host/db"
         ) from None
     parsed = StorageURL(url=url)

@@ -14,7 +14,8 @@ from hpo.results.export import best_export, write_text
 from hpo.study.config import StudyConfig
 from hpo.study.queue import create_study
 from hpo.study.worker import WorkerOptions, run_worker
-from storage import open_storage
+from storage import masked, open_storage
+from storage.creation_lock import creation_lock
 
 HELP = "a small real study end to end on CPU, SQLite and digits"
 TAKES_STORAGE, TAKES_STUDY = True, False
@@ -72,11 +73,12 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
         pruner="median",
         seed=options.seed,
     )
-    storage = open_storage(options.storage_url, create=True)
-    created = create_study(storage, name, config)
+    with creation_lock(options.storage_url):
+        storage = open_storage(options.storage_url, create=True)
+        created = create_study(storage, name, config)
     say(
         f"demo: {'created' if created else 'continuing'} study {name!r} in "
-        f"{options.storage_url}: TPE, {options.n_trials} trials on scikit-learn's digits, "
+        f"{masked(options.storage_url)}: TPE, {options.n_trials} trials on scikit-learn's digits, "
         f"up to {options.epochs} epochs, patience {options.patience}, CPU"
     )
     run_worker(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hpo.errors import UsageError
 from hpo.results.dashboard_access import DashboardAccess, new_token
-from storage import open_storage, parse_storage_url
+from storage import masked, open_storage
 
 LOOPBACK_NAMES = ("localhost",)
 TOKEN_ENV = "HPO_DASHBOARD_TOKEN"
@@ -93,9 +93,8 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
     )
     url = f"http://{options.host}:{options.port}/dashboard"
     mode = "read and write" if options.allow_writes else "read-only"
-    storage_text = parse_storage_url(options.storage_url).render()
     say(
-        f"optuna-dashboard ({mode}) for {storage_text} on "
+        f"optuna-dashboard ({mode}) for {masked(options.storage_url)} on "
         + (f"{url}?token={token}" if token else url)
         + " (Ctrl-C stops it)"
     )

@@ -6,11 +6,12 @@ from collections import Counter
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.results.text import format_params
 from hpo.study.queue import best_trial, load_config
-from hpo.study.recovery import is_retry, stale_trial_numbers
+from hpo.study.recovery import ERROR_ATTR, MAX_RETRIES, is_retry, lineage, stale_trial_numbers
+from storage import optuna_internals
 
 
 def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> str:
@@ -40,6 +41,7 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
             f"(running without a heartbeat for over {grace_s:.0f} s"
             + (f": trials {', '.join(map(str, stale))})" if stale else ")")
         )
+    lines += _failure_lines(trials)
     best = best_trial(study)
     if best is not None:
         lines.append(
@@ -62,3 +64,34 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
                 f"{resumed_note}, {format_params(trial.params)}"
             )
     return "\n".join(lines)
+
+
+MAX_FAILURE_LINES = 10
+
+
+def _failure_lines(trials: list[FrozenTrial]) -> list[str]:
+    """One line per failed trial, newest first: why, and whether it was queued again."""
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    retried_as = {optuna_internals.retry_history(t)[-1]: t.number for t in trials if is_retry(t)}
+    attempts = Counter(lineage(t) for t in trials)
+    lines = []
+    for trial in reversed(failed[-MAX_FAILURE_LINES:]):
+        error = trial.user_attrs.get(ERROR_ATTR)
+        why = (
+            f"{error.get('type')}: {error.get('message')}"
+            if isinstance(error, dict)
+            else "no error recorded (its worker died or was stopped)"
+        )
+        if trial.number in retried_as:
+            then = f"retried as trial {retried_as[trial.number]}"
+        else:
+            tries = attempts[lineage(trial)]
+            then = (
+                f"gave up after {tries} attempts (at most {MAX_RETRIES} retries)"
+                if tries > MAX_RETRIES
+                else "not queued again"
+            )
+        lines.append(f"failed: trial {trial.number}, {why.splitlines()[0][:200]}; {then}")
+    if len(failed) > MAX_FAILURE_LINES:
+        lines.append(f"failed: {len(failed) - MAX_FAILURE_LINES} earlier failures not shown")
+    return lines

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from hpo.errors import UsageError
-from storage.urls import parse_storage_url
+from storage.urls import STORAGE_ENV, parse_storage_url
 
 DEFAULT_PER_GPU = 8  # the best throughput measured on one H200 (BENCHMARKS.md, benchmark 3)
 DEFAULT_MAX_RESTARTS = 5
@@ -160,10 +160,10 @@ def _on_exit(
 
 
 def _start(slot: _Slot, options: LaunchOptions, emit: Callable[[str], None]) -> threading.Thread:
+    # The storage URL goes in the environment, not the command line, which every user of the
+    # machine can read (ps): it may hold the database password.
     command = [
         *options.worker_command,
-        "--storage",
-        options.storage_url,
         "--study",
         options.study_name,
         "--device",
@@ -172,7 +172,7 @@ def _start(slot: _Slot, options: LaunchOptions, emit: Callable[[str], None]) -> 
     ]
     slot.process = subprocess.Popen(
         command,
-        env={**slot.env, "PYTHONUNBUFFERED": "1"},
+        env={**slot.env, STORAGE_ENV: options.storage_url, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -15,6 +15,8 @@ that exists already is not made twice, so the call can wait out a database outag
 
 from __future__ import annotations
 
+import contextlib
+import traceback
 from collections.abc import Callable
 
 import optuna
@@ -28,6 +30,21 @@ from storage.resilient import with_retries
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 
 RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+ERROR_ATTR = "error"  # a failed trial's exception, shown by hpo status and the dashboard
+TRACEBACK_LINES = 12
+
+
+def record_error(trial: optuna.Trial, error: BaseException) -> None:
+    """Store the exception with the trial (type, message, the traceback's last lines), so that
+    the failure can be read from the database, not only from one worker's output."""
+    lines = traceback.format_exception(error)
+    tail = "".join(lines).rstrip().splitlines()[-TRACEBACK_LINES:]
+    with contextlib.suppress(Exception):  # the database may be what failed; keep the real error
+        trial.set_user_attr(
+            ERROR_ATTR,
+            {"type": type(error).__name__, "message": str(error)[:1000], "traceback": tail},
+        )
 
 
 def lineage(trial: FrozenTrial) -> int:

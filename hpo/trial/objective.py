@@ -13,11 +13,11 @@ from optuna.trial import TrialState
 from hpo.errors import TakenOver
 from hpo.results.trial_figure import register_curves_artifact
 from hpo.study.config import StudyConfig
-from hpo.study.recovery import lineage
+from hpo.study.recovery import lineage, record_error
 from hpo.study.search_space import suggest
 from hpo.trial.checkpoints import AsyncCheckpoints
 from hpo.trial.epoch_book import EpochBook
-from hpo.trial.preemption import Preemption
+from hpo.trial.preemption import Preempted, Preemption
 from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
@@ -59,6 +59,15 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_trial_number = trial.number
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, TakenOver, Preempted):
+            raise  # not failures: pruned, another worker's now, or handed back
+        except Exception as error:
+            record_error(trial, error)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         train_config = TrainConfig(
             hyperparams=suggest(trial, self.config.sampler, self.config.preset),
             max_epochs=self.config.epochs,

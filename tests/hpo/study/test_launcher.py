@@ -12,7 +12,7 @@ from hpo.study.launcher import LaunchOptions, launch, plan_slots
 
 def _options(exit_code: int, **changes) -> LaunchOptions:
     # A stand-in worker that prints its arguments and exits with `exit_code`.
-    code = f"import sys; print(' '.join(sys.argv[1:])); sys.exit({exit_code})"
+    code = f"import os, sys; print(os.environ['HPO_STORAGE'], *sys.argv[1:]); sys.exit({exit_code})"
     base = dict(
         storage_url="postgresql+psycopg://u@127.0.0.1/db",
         study_name="s",
@@ -30,10 +30,11 @@ def test_workers_that_finish_are_not_restarted() -> None:
     assert launch(_options(0), say=lines.append) == 0
     assert sum("(study done)" in line for line in lines) == 2
     assert not any("restarting" in line for line in lines)
-    # Each worker got the storage, the study, its device and the settings passed on.
+    # Each worker got the storage (in its environment), the study, its device and the settings
+    # passed on.
     started = [line for line in lines if line.startswith("[cpu0] ")]
     assert started == [
-        "[cpu0] --storage postgresql+psycopg://u@127.0.0.1/db --study s --device cpu --grace 30"
+        "[cpu0] postgresql+psycopg://u@127.0.0.1/db --study s --device cpu --grace 30"
     ]
 
 

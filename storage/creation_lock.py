@@ -1,0 +1,102 @@
+"""One creation at a time per database, by the database's own mutual exclusion.
+
+A Slurm array or a Kubernetes Job runs the same `hpo create` on every node at once. Optuna's
+table creation and a study's queue are not safe to build twice at the same moment: racing
+creators failed on PostgreSQL's catalog (`pg_type_typname_nsp_index`) and queued a 128-point
+grid 495 times. Under this lock the first creator builds the tables and the queue, and each one
+after it finds the study complete. The lock is the server's, so it holds across machines, and it
+is released by the server when the holder's connection ends, crashed or not:
+- PostgreSQL: a session advisory lock (`pg_advisory_lock`), scoped to the database;
+- MySQL/MariaDB: a named lock (`GET_LOCK`), named after the database;
+- SQLite: an exclusive lock on a file beside the database (one machine only, as SQLite is).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy
+
+from storage.errors import StorageError
+from storage.urls import StorageURL, parse_storage_url
+
+LOCK_NAME = "hpo-create"
+WAIT_S = 600  # a creation takes seconds; waiting longer means something is wrong
+
+
+@contextmanager
+def creation_lock(url_text: str) -> Iterator[None]:
+    url = parse_storage_url(url_text)
+    if url.is_sqlite:
+        with _file_lock(url):
+            yield
+        return
+    engine = sqlalchemy.create_engine(url.secret(), **url.engine_kwargs())
+    try:
+        with engine.connect() as connection:
+            _acquire(connection, url)
+            try:
+                yield
+            finally:
+                _release(connection, url)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+        raise StorageError(
+            f"cannot use database {url.render()}: {detail[0] if detail else type(error).__name__}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+# PostgreSQL's advisory locks take a 64-bit key and are scoped to the current database.
+_PG_KEY = zlib.crc32(LOCK_NAME.encode())
+
+
+def _mysql_name(url: StorageURL) -> str:
+    # MySQL's named locks are server-wide: the database's name keeps them apart (64 characters).
+    return f"{LOCK_NAME}:{url.url.database}"[:64]
+
+
+def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
+    if url.dialect == "postgresql":
+        connection.execute(sqlalchemy.text(f"SET lock_timeout = '{WAIT_S}s'"))
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_KEY})
+    else:
+        got = connection.execute(
+            sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
+            {"name": _mysql_name(url), "wait": WAIT_S},
+        ).scalar()
+        if got != 1:
+            raise StorageError(
+                f"another hpo create on {url.render()} held its lock for over {WAIT_S} s"
+            )
+    connection.commit()  # the lock is the session's; no transaction stays open while held
+
+
+def _release(connection: sqlalchemy.Connection, url: StorageURL) -> None:
+    if url.dialect == "postgresql":
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_KEY})
+    else:
+        connection.execute(
+            sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": _mysql_name(url)}
+        )
+    connection.commit()
+
+
+@contextmanager
+def _file_lock(url: StorageURL) -> Iterator[None]:
+    path = url.sqlite_path
+    if path is None:  # in memory: one process
+        yield
+        return
+    if not path.parent.resolve().is_dir():
+        raise StorageError(f"cannot create {path}: folder {path.parent} does not exist")
+    with path.with_name(path.name + ".create-lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
