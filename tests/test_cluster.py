@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from model.hyperparams import Hyperparams
 from storage.optuna_internals import queued_params
-from tests.helpers import free_port, start_hpo
+from tests.helpers import free_port, run_cli, start_hpo
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
@@ -84,7 +84,7 @@ COMMANDS = (
     ("export", "--study", "s"),
     ("report", "--study", "s", "-o", "report.html"),
     ("launch", "--study", "s", "--cpu", "1"),
-    ("demo", "--n-trials", "1", "--epochs", "1"),
+    ("demo", "--n-trials", "1", "--epochs", "1", "-o", "best.json"),
 )
 
 
@@ -118,9 +118,17 @@ def test_no_command_on_a_working_server_prints_the_password(postgres_url, tmp_pa
     url = _password_url(postgres_url, "reachable")
     outputs = []
     for command in COMMANDS:
-        process = start_hpo(command[0], "--storage", url, *command[1:], cwd=tmp_path)
-        outputs.append(process.communicate(timeout=300)[0])
-        assert process.returncode == 0, (command, outputs[-1])
+        args = [command[0], "--storage", url, *command[1:]]
+        if command[0] == "launch":  # its workers are processes of their own: so is it
+            process = start_hpo(*args, cwd=tmp_path)
+            outputs.append(process.communicate(timeout=300)[0])
+            assert process.returncode == 0, (command, outputs[-1])
+            continue
+        if command[0] in ("report", "demo"):
+            args[-2:] = ["-o", str(tmp_path / args[-1])]
+        done = run_cli(*args)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, (command, outputs[-1])
     dashboard = start_hpo("dashboard", "--storage", url, "--port", str(free_port()), cwd=tmp_path)
     try:
         outputs.append(dashboard.stdout.readline())  # the line with its URL

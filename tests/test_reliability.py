@@ -82,7 +82,7 @@ def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 1
 def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tmp_path) -> None:
     """Also the end-to-end checks of the small grid on these servers (tests/helpers.py)."""
     storage = request.getfixturevalue("postgres_url" if server == "postgres" else "mysql_url")
-    create_small_grid(storage, tmp_path, epochs=1)
+    create_small_grid(storage, epochs=1)
     started = time.perf_counter()
     outputs = finish([start_worker(storage, "grid", tmp_path) for _ in range(8)])
     per_worker = [sum(line.startswith("trial ") for line in out.splitlines()) for out in outputs]
