@@ -16,34 +16,22 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def _existing_db(tmp_path_factory) -> bytes:
+    """A SQLite storage holding one TPE study on synthetic data, no trials yet, made once."""
+    folder = tmp_path_factory.mktemp("existing")
+    url = f"sqlite:///{folder / 'hpo.db'}"
+    create = ["create", "--storage", url, "--study", "s", "--sampler", "tpe", "--n-trials", "2"]
+    assert main([*create, "--dataset", "synthetic", "--subset", "40", "--epochs", "2"]) == 0
+    return (folder / "hpo.db").read_bytes()
+
+
 @pytest.fixture
-def existing(tmp_path: Path, monkeypatch) -> str:
-    """A SQLite storage holding one TPE study on synthetic data, no trials yet."""
+def existing(_existing_db: bytes, tmp_path: Path, monkeypatch) -> str:
+    """A copy of that storage for one test, in its own folder, which is the working folder."""
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    assert (
-        main(
-            [
-                "create",
-                "--storage",
-                url,
-                "--study",
-                "s",
-                "--sampler",
-                "tpe",
-                "--n-trials",
-                "2",
-                "--dataset",
-                "synthetic",
-                "--subset",
-                "40",
-                "--epochs",
-                "2",
-            ]
-        )
-        == 0
-    )
-    return url
+    (tmp_path / "hpo.db").write_bytes(_existing_db)
+    return f"sqlite:///{tmp_path / 'hpo.db'}"
 
 
 def _expect_usage_error(capsys, argv: list[str], fragment: str) -> None:

@@ -38,7 +38,7 @@ def digits_study(tmp_path_factory) -> tuple[str, Path]:
                 "--dataset",
                 "digits",
                 "--epochs",
-                "12",
+                "8",
                 "--patience",
                 "4",
             ]
