@@ -10,7 +10,6 @@ a new optuna-dashboard release adds is covered without changing this test.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -175,13 +174,13 @@ def test_a_token_file_that_cannot_be_read_is_one_clear_error(tmp_path: Path, cap
 
 
 class _PlantedPayload:
-    """Unpickled, it makes a folder: a stand-in for any code a planted file could run."""
+    """Unpickled, it creates a file: a stand-in for any code a planted file could run."""
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
     def __reduce__(self):
-        return (os.makedirs, (str(self.marker),))
+        return (Path.touch, (self.marker,))
 
 
 def test_a_planted_checkpoint_runs_no_code_and_the_trial_starts_over(tmp_path: Path) -> None:
@@ -196,8 +195,8 @@ def test_a_planted_checkpoint_runs_no_code_and_the_trial_starts_over(tmp_path: P
     path.parent.mkdir(parents=True)
     torch.save({"history": [], "network": _PlantedPayload(marker)}, path)
     torch.load(path, weights_only=False)  # the file is real: a full unpickler runs its code
-    assert marker.is_dir()
-    marker.rmdir()
+    assert marker.is_file()
+    marker.unlink()
     worker = run_hpo(
         *("worker", "--storage", url, "--study", "planted", "--device", "cpu"),
         *("--checkpoint-dir", str(tmp_path / "ck")),
