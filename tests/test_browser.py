@@ -165,7 +165,7 @@ def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study:
             assert "Trial 0 (" in answer.read().decode()
         browse(figure_url + token, "dashboard-trial-curves.png", height=400)
         # Another browser, without the token: no study, no trial, no figure.
-        for path in ("/dashboard", "/dashboard/studies/1/trials", figure_url[len(base) :]):
+        for path in ("/dashboard/studies/1/trials", figure_url[len(base) :]):
             dom = browse(f"{base}{path}", "dashboard-no-token.png", check_size=False)
             assert "needs its token" in dom
             assert "browser-study" not in dom and "Trial 0" not in dom

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# The steps of the default set that a CPU can run (tests and workers_mps need CUDA; compile is
-# the epoch step's command with other variants).
-STEPS = ("data_pipeline", "profile", "epoch")
+# The steps of the default set with commands of their own that a CPU can run: tests and
+# workers_mps need CUDA, compile is the epoch step's command with other variants, and
+# data_pipeline's one plain command runs in tests/bench/test_benchmarks_run.py.
+STEPS = ("profile", "epoch")
 
 
 @pytest.mark.slow
@@ -37,5 +38,4 @@ def test_the_gpu_check_steps_run_on_a_cpu(tmp_path) -> None:
     for name in STEPS:
         assert f"=== {name}: exit 0" in done.stdout, done.stdout[-3000:]
         assert (tmp_path / f"{name}.txt").stat().st_size > 0
-    assert "ratio (ours / seed)" in (tmp_path / "data_pipeline.txt").read_text()
     assert "busy" in (tmp_path / "profile.txt").read_text()
