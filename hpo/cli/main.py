@@ -33,6 +33,10 @@ from hpo.cli.options import Parser
 from hpo.errors import UsageError
 from storage import StorageError, resolve_storage_url
 
+DESCRIPTION = (
+    "Hyper-parameter optimization of the seed study's CIFAR-10 CNN on Optuna: create a study, "
+    "run workers on one or many GPUs, watch it, export the best parameters and epoch."
+)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
@@ -52,7 +56,7 @@ COMMANDS: dict[str, ModuleType] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="hpo", description=__doc__.split("\n", 1)[0])
+    parser = Parser(prog="hpo", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
