@@ -8,7 +8,7 @@ Then one trial is timed per epoch:
   trial of the study) + the epoch curves saved as a user attr + `torch.save` of the training
   state (the checkpoint a crash-safe script needs), as a plain objective would do;
 - ours: `EpochBook.on_epoch`: the report and the curves handed to the trial's background writer
-  (hpo/trial_writer.py), the patience pruner asked with the values the book holds (no read) +
+  (hpo/trial/writer.py), the patience pruner asked with the values the book holds (no read) +
   the state copied to host memory and handed to the background checkpoint writer.
 The training state is the real one of the seed CNN (final preset): about 10 MB. Between two
 epochs the benchmark sleeps for `--epoch-seconds` (the training, not timed).
