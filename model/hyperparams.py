@@ -6,9 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PARAM_NAMES = ("learning_rate", "batch_size", "p_dropout")
-
-
 @dataclass(frozen=True, kw_only=True)
 class Hyperparams:
     learning_rate: float
