@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import sqlalchemy
 
 from storage.errors import StorageError
+from storage.open import check_sqlite_file, describe_error
 from storage.urls import StorageURL, parse_storage_url
 
 LOCK_NAME = "hpo-create"
@@ -43,10 +44,7 @@ def creation_lock(url_text: str) -> Iterator[None]:
             finally:
                 _release(connection, url)
     except sqlalchemy.exc.SQLAlchemyError as error:
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()
-        raise StorageError(
-            f"cannot use database {url.render()}: {detail[0] if detail else type(error).__name__}"
-        ) from None
+        raise StorageError(describe_error(url, error)) from None
     finally:
         engine.dispose()
 
@@ -92,8 +90,7 @@ def _file_lock(url: StorageURL) -> Iterator[None]:
     if path is None:  # in memory: one process
         yield
         return
-    if not path.parent.resolve().is_dir():
-        raise StorageError(f"cannot create {path}: folder {path.parent} does not exist")
+    check_sqlite_file(url, create=True)  # the lock file goes beside it
     with path.with_name(path.name + ".create-lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

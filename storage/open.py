@@ -33,7 +33,7 @@ def open_storage(
     that long for an unavailable database to come back (`storage.resilient`).
     """
     url = parse_storage_url(url_text)
-    _check_sqlite_file(url, create)
+    check_sqlite_file(url, create)
     if not create:
         _check_has_tables(url)
     storage_class = RDBStorage if outage_s is None else ResilientRDBStorage
@@ -47,7 +47,7 @@ def open_storage(
             skip_table_creation=not create,
         )
     except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StorageError(_describe(url, error)) from None
+        raise StorageError(describe_error(url, error)) from None
     except RuntimeError as error:
         # Optuna's schema check: the database was set up by another Optuna version.
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -57,7 +57,8 @@ def open_storage(
     return storage
 
 
-def _check_sqlite_file(url: StorageURL, create: bool) -> None:
+def check_sqlite_file(url: StorageURL, create: bool) -> None:
+    """For a SQLite file: its folder exists (to create it), or the file does (to open it)."""
     path = url.sqlite_path
     if path is None:
         return
@@ -76,14 +77,14 @@ def _check_has_tables(url: StorageURL) -> None:
         with engine.connect() as connection:
             has_studies = sqlalchemy.inspect(connection).has_table("studies")
     except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StorageError(_describe(url, error)) from None
+        raise StorageError(describe_error(url, error)) from None
     finally:
         engine.dispose()
     if not has_studies:
         raise StorageError(f"{url.render()} holds no Optuna studies (create one with hpo create)")
 
 
-def _describe(url: StorageURL, error: sqlalchemy.exc.SQLAlchemyError) -> str:
+def describe_error(url: StorageURL, error: sqlalchemy.exc.SQLAlchemyError) -> str:
     """One line saying what went wrong, without the driver's stack of context."""
     detail = str(getattr(error, "orig", None) or error).strip().splitlines()
     reason = detail[0] if detail else type(error).__name__

@@ -74,7 +74,7 @@ def masked(text: str) -> str:
     """A storage URL fit to print: its password replaced by *** (SQLAlchemy's rendering); of a
     URL that does not parse, only the scheme, since the rest may hold a password."""
     try:
-        return make_url(text).render_as_string(hide_password=True)
+        return StorageURL(url=make_url(text)).render()
     except (sqlalchemy.exc.ArgumentError, ValueError):
         return f"{text.partition(':')[0][:40]}://…"
 
