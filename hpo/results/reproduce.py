@@ -132,35 +132,21 @@ def _page(results: list[StageResult], options: ReproduceOptions) -> str:
     figure = make_subplots(
         rows=1, cols=2, subplot_titles=("test accuracy", "train (dashed) and test loss")
     )
+    # (metric, panel, line style): accuracy on the left; test and dashed train loss on the right.
+    panels = (("test_accuracy", 1, None), ("test_loss", 2, None), ("train_loss", 2, "dash"))
     for result in results:
         epochs = [m.epoch for m in result.history]
-        figure.add_scatter(
-            x=epochs,
-            y=[m.test_accuracy for m in result.history],
-            name=result.preset,
-            legendgroup=result.preset,
-            row=1,
-            col=1,
-        )
-        figure.add_scatter(
-            x=epochs,
-            y=[m.test_loss for m in result.history],
-            showlegend=False,
-            name=result.preset,
-            legendgroup=result.preset,
-            row=1,
-            col=2,
-        )
-        figure.add_scatter(
-            x=epochs,
-            y=[m.train_loss for m in result.history],
-            showlegend=False,
-            name=result.preset,
-            legendgroup=result.preset,
-            row=1,
-            col=2,
-            line=dict(dash="dash"),
-        )
+        for metric, col, dash in panels:
+            figure.add_scatter(
+                x=epochs,
+                y=[getattr(m, metric) for m in result.history],
+                name=result.preset,
+                legendgroup=result.preset,
+                showlegend=col == 1,
+                row=1,
+                col=col,
+                line=dict(dash=dash),
+            )
     figure.update_yaxes(type="log", row=1, col=2)
     title = (
         f"The seed's stages on {options.dataset}: {options.epochs} epochs, learning rate "
