@@ -112,8 +112,9 @@ class EpochBook:
     # Writes reports and live curves in the background; None: `trial.report` and
     # `trial.should_prune`, each a database round trip, in the training thread.
     writer: TrialWriter | None = None
-    # The trial as the pruner sees it, read from the database once (when None, at the first
-    # epoch); its intermediate values are then the book's.
+    # The trial as the pruner sees it: read from the database at the first epoch (each epoch
+    # with a pruner that keeps rungs in the trial's attributes); its intermediate values are
+    # then the book's.
     pruning_view: FrozenTrial | None = None
     _reported: dict[int, float] = field(default_factory=dict)
 
