@@ -53,9 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.study.queue import create_study
-    from storage import masked, open_storage
-    from storage.creation_lock import creation_lock
+    from hpo.study.queue import create_study_at
+    from storage import masked
 
     config = StudyConfig(
         sampler=args.sampler,
@@ -69,9 +68,7 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
         preset=args.preset,
         subset=args.subset,
     )
-    # Every node of a cluster job may run this at the same moment: one creation at a time.
-    with creation_lock(storage_url):
-        created = create_study(open_storage(storage_url, create=True), args.study, config)
+    _, created = create_study_at(storage_url, args.study, config)
     what = "created" if created else "exists with the same settings:"
     print(
         f"study {args.study!r} {what} {config.sampler} on {config.dataset} in {masked(storage_url)}"

@@ -12,10 +12,9 @@ from pathlib import Path
 from hpo.cli.options import default_of, positive_int
 from hpo.results.export import best_export, write_text
 from hpo.study.config import StudyConfig
-from hpo.study.queue import create_study
+from hpo.study.queue import create_study_at
 from hpo.study.worker import WorkerOptions, run_worker
-from storage import masked, open_storage
-from storage.creation_lock import creation_lock
+from storage import masked
 
 HELP = "a small real study end to end on CPU, SQLite and digits"
 TAKES_STORAGE, TAKES_STUDY = True, False
@@ -73,9 +72,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
         pruner="median",
         seed=options.seed,
     )
-    with creation_lock(options.storage_url):
-        storage = open_storage(options.storage_url, create=True)
-        created = create_study(storage, name, config)
+    storage, created = create_study_at(options.storage_url, name, config)
     say(
         f"demo: {'created' if created else 'continuing'} study {name!r} in "
         f"{masked(options.storage_url)}: TPE, {options.n_trials} trials on scikit-learn's digits, "

@@ -26,7 +26,8 @@ from hpo.study.config import CONFIG_ATTR, StudyConfig
 from hpo.study.search_space import grid_points
 from hpo.trial.epoch_book import build_pruner
 from model.hyperparams import Hyperparams
-from storage import optuna_internals
+from storage import open_storage, optuna_internals
+from storage.creation_lock import creation_lock
 
 
 class NoWorkLeft(Exception):
@@ -101,6 +102,15 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
             study.enqueue_trial({}, skip_if_exists=False)
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     return True
+
+
+def create_study_at(storage_url: str, name: str, config: StudyConfig) -> tuple[RDBStorage, bool]:
+    """`create_study` on the storage at `storage_url`, under the database's creation lock: every
+    node of a cluster job may run the same creation at the same moment, and one queue results.
+    Returns the storage and whether the study was created."""
+    with creation_lock(storage_url):
+        storage = open_storage(storage_url, create=True)
+        return storage, create_study(storage, name, config)
 
 
 def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) -> WorkQueueStudy:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import TakenOver, UsageError
@@ -89,7 +88,7 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
-        worker = _Worker(study=study, storage=storage, options=options, say=say)
+        worker = _Worker(study=study, options=options, say=say)
         worker.retry_dead_trials()
         if not _has_work(study):
             return WorkerSummary(states=Counter(), seconds=0.0)
@@ -103,12 +102,10 @@ class _Worker:
         self,
         *,
         study: WorkQueueStudy,
-        storage: RDBStorage,
         options: WorkerOptions,
         say: Callable[[str], None],
     ) -> None:
         self.study = study
-        self.storage = storage
         self.options = options
         self.say = say
         self.states: Counter[str] = Counter()
@@ -116,7 +113,7 @@ class _Worker:
 
     def retry_dead_trials(self) -> None:
         retry_dead_trials(
-            self.study, self.storage, self.options.grace_s, retry_callback(self.options.outage_s)
+            self.study, self.study.rdb, self.options.grace_s, retry_callback(self.options.outage_s)
         )
 
     def run(self, preemption: Preemption) -> WorkerSummary:
