@@ -47,6 +47,28 @@ _RETRIED = (
     "record_heartbeat",
 )
 _TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+# PostgreSQL's "terminating connection due to idle-in-transaction timeout" (storage.session_limits)
+# is an InternalError by its SQL state; the next attempt runs on a new connection.
+_ENDED_SESSION_STATES = {"25P03"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` may pass: the database was unreachable, restarting, full, or ended our
+    session; not a constraint violation or a bad query."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if getattr(error.orig, "sqlstate", None) in _ENDED_SESSION_STATES:
+            return True
+    return isinstance(error, _TRANSIENT)
+
+
+def reason(error: BaseException) -> str:
+    """The database's own words, first line only: "too many clients already", not a traceback."""
+    while isinstance(error, StorageInternalError) and error.__cause__ is not None:
+        error = error.__cause__
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return detail[0] if detail else type(error).__name__
 
 
 class ResilientRDBStorage(RDBStorage):
@@ -76,14 +98,12 @@ def with_retries(call: Callable[[], T], outage_s: float, name: str) -> T:
     while True:
         try:
             return call()
-        except _TRANSIENT as error:
-            if time.monotonic() + delay > deadline:
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() + delay > deadline:
                 raise
             _log.warning(
-                "database unavailable during %s (%s); retrying in %.0f s",
-                name,
-                type(error).__name__,
-                delay,
+                "database unavailable during %s (%s); retrying in %.1f s",
+                *(name, reason(error), delay),
             )
             time.sleep(delay)
             delay = min(delay * 2, 15.0)

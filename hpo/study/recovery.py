@@ -99,8 +99,7 @@ def retry_dead_trials(
     """Fail and queue again the trials of dead workers: stale heartbeats (Optuna's check, which
     calls the storage's stale-trial callback) and trials that never had one."""
     fail_stale_trials(study)
-    study_id = optuna_internals.study_id(study)
-    for trial_id in optuna_internals.orphaned_trial_ids(storage, study_id, grace_s):
+    for trial_id in _orphaned_trial_ids(study, storage, grace_s):
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 retry(study, storage.get_trial(trial_id))
@@ -116,12 +115,23 @@ def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float
     }
     if not running:
         return []
-    study_id = optuna_internals.study_id(study)
-    stale_ids = set(optuna_internals.orphaned_trial_ids(storage, study_id, grace_s))
+    stale_ids = set(_orphaned_trial_ids(study, storage, grace_s))
     if storage.get_heartbeat_interval() is not None:
         # Optuna's own check, against the database server's clock.
+        study_id = optuna_internals.study_id(study)
         stale_ids |= set(optuna_internals.stale_trial_ids(storage, study_id))
     return sorted(running[tid] for tid in stale_ids if tid in running)
+
+
+def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
+    # Our own query, outside Optuna's storage calls: it waits out an outage the same way.
+    return with_retries(
+        lambda: optuna_internals.orphaned_trial_ids(
+            storage, optuna_internals.study_id(study), grace_s
+        ),
+        getattr(storage, "outage_s", 0.0),
+        "look for trials that never sent a heartbeat",
+    )
 
 
 def is_retry(trial: FrozenTrial) -> bool:
