@@ -172,6 +172,7 @@ class _Worker:
     def _run_one(self, objective: Objective, checkpoints: AsyncCheckpoints) -> bool:
         """Run one queued trial, however it ends; False when the queue was empty."""
         objective.last_trial_number = None
+        objective.last_trial_taken_over = False
         try:
             self.study.optimize(objective, n_trials=1, catch=(), callbacks=[self._on_trial_done])
             self.failures_in_a_row = 0
@@ -189,7 +190,11 @@ class _Worker:
             # Our heartbeat looked stale to another worker, which failed and queued our trial.
             self._say_taken_over(objective.last_trial_number)
         except Exception as error:
-            self._on_failure(objective.last_trial_number, error)
+            if objective.last_trial_taken_over:
+                # Whoever failed it queues the retry; doing it here too could queue two.
+                self._say_taken_over(objective.last_trial_number)
+            else:
+                self._on_failure(objective.last_trial_number, error)
         return True
 
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -56,9 +56,13 @@ class Objective:
         self.progress = progress  # told of every epoch (trial number, metrics)
         self.live_curves_s = live_curves_s  # None: curves written at the trial's end only
         self.last_trial_number: int | None = None
+        # Set when the last trial turned out to be another worker's: Optuna's `tell` then fails
+        # with an error of its own, which must not be taken for this trial's failure.
+        self.last_trial_taken_over = False
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_trial_number = trial.number
+        self.last_trial_taken_over = False
         try:
             return self._run(trial)
         except (optuna.TrialPruned, TakenOver, Preempted):
@@ -126,6 +130,7 @@ class Objective:
     def _check_still_ours(self, trial: optuna.Trial) -> None:
         # Reporting to a trial that another worker failed raises nothing, so ask the database.
         if trial.storage.get_trial(optuna_internals.trial_id(trial)).state != TrialState.RUNNING:
+            self.last_trial_taken_over = True
             raise TakenOver(f"trial {trial.number} was taken over by another worker")
 
     def _train(self, run: Training, book: EpochBook, study_name: str, key: int) -> None:
