@@ -6,7 +6,10 @@ creators failed on PostgreSQL's catalog (`pg_type_typname_nsp_index`) and queued
 grid 495 times. Under this lock the first creator builds the tables and the queue, and each one
 after it finds the study complete. The lock is the server's, so it holds across machines, and it
 is released by the server when the holder's connection ends, crashed or not:
-- PostgreSQL: a session advisory lock (`pg_advisory_lock`), scoped to the database;
+- PostgreSQL: a transaction-level advisory lock (`pg_advisory_xact_lock`), scoped to the
+  database, held by a transaction that stays open while the study is made. A session-level lock
+  would break behind PgBouncer in transaction mode, which hands the session's server connection
+  to other clients between transactions (RELIABILITY.md);
 - MySQL/MariaDB: a named lock (`GET_LOCK`), named after the database;
 - SQLite: an exclusive lock on a file beside the database (one machine only, as SQLite is).
 """
@@ -26,6 +29,7 @@ from storage.urls import StorageURL, parse_storage_url
 
 LOCK_NAME = "hpo-create"
 WAIT_S = 600  # a creation takes seconds; waiting longer means something is wrong
+HOLD_S = 300  # PostgreSQL: the longest the lock's transaction may idle (a frozen creator)
 
 
 @contextmanager
@@ -60,28 +64,30 @@ def _mysql_name(url: StorageURL) -> str:
 
 def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
     if url.dialect == "postgresql":
-        connection.execute(sqlalchemy.text(f"SET lock_timeout = '{WAIT_S}s'"))
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_KEY})
-    else:
-        got = connection.execute(
-            sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
-            {"name": _mysql_name(url), "wait": WAIT_S},
-        ).scalar()
-        if got != 1:
-            raise StorageError(
-                f"another hpo create on {url.render()} held its lock for over {WAIT_S} s"
-            )
+        connection.execute(sqlalchemy.text(f"SET LOCAL lock_timeout = '{WAIT_S}s'"))
+        # The transaction idles while other connections make the study; a frozen creator's is
+        # ended by the server, and its lock with it.
+        connection.execute(
+            sqlalchemy.text(f"SET LOCAL idle_in_transaction_session_timeout = '{HOLD_S}s'")
+        )
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_KEY})
+        return  # held until the transaction ends
+    got = connection.execute(
+        sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
+        {"name": _mysql_name(url), "wait": WAIT_S},
+    ).scalar()
+    if got != 1:
+        holder = f"another hpo create on {url.render()}"
+        raise StorageError(f"{holder} held its lock for over {WAIT_S} s")
     connection.commit()  # the lock is the session's; no transaction stays open while held
 
 
 def _release(connection: sqlalchemy.Connection, url: StorageURL) -> None:
-    if url.dialect == "postgresql":
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_KEY})
-    else:
+    if url.dialect == "mysql":
         connection.execute(
             sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": _mysql_name(url)}
         )
-    connection.commit()
+    connection.commit()  # PostgreSQL: ending the transaction releases the lock
 
 
 @contextmanager

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import optuna
 import sqlalchemy
@@ -10,10 +13,13 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from storage.errors import StorageError
-from storage.resilient import ResilientRDBStorage
+from storage.resilient import ResilientRDBStorage, reason
+from storage.session_limits import DEFAULT_IDLE_TRANSACTION_S, limit_sessions
 from storage.urls import StorageURL, parse_storage_url
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+T = TypeVar("T")
+_log = logging.getLogger("hpo.storage")
 
 
 def open_storage(
@@ -30,15 +36,17 @@ def open_storage(
     With `create=False` nothing is written: a missing SQLite file or a database without Optuna's
     tables is an error rather than a new empty database. With `create=True` the tables are made
     when missing (the SQLite file's folder must exist). With `outage_s`, storage calls wait up to
-    that long for an unavailable database to come back (`storage.resilient`).
+    that long for an unavailable database to come back (`storage.resilient`), and so does the
+    opening while the server has no connection slot free.
     """
     url = parse_storage_url(url_text)
     check_sqlite_file(url, create)
-    if not create:
-        _check_has_tables(url)
     storage_class = RDBStorage if outage_s is None else ResilientRDBStorage
-    try:
-        storage = storage_class(
+
+    def connect() -> RDBStorage:
+        if not create:
+            _check_has_tables(url)
+        return storage_class(
             url.secret(),
             engine_kwargs=url.engine_kwargs(),
             heartbeat_interval=heartbeat_interval,
@@ -46,14 +54,25 @@ def open_storage(
             heartbeat_stale_trial_callback=stale_trial_callback,
             skip_table_creation=not create,
         )
+
+    try:
+        storage = _waiting_while_full(connect, url, outage_s or 0.0)
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StorageError(describe_error(url, error)) from None
+    except optuna.exceptions.StorageInternalError as error:
+        # Optuna's wrapper of a driver error during its schema check: say the driver's words.
+        cause = error.__cause__
+        if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
+            raise StorageError(describe_error(url, cause)) from None
+        raise StorageError(f"{url.render()}: {error}") from None
     except RuntimeError as error:
         # Optuna's schema check: the database was set up by another Optuna version.
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StorageError(f"{url.render()}: {first_line}") from None
     if isinstance(storage, ResilientRDBStorage) and outage_s is not None:
         storage.outage_s = outage_s
+    # A frozen worker's open transaction is ended by the server within the grace period.
+    limit_sessions(storage.engine, grace_period or DEFAULT_IDLE_TRANSACTION_S)
     return storage
 
 
@@ -71,13 +90,50 @@ def check_sqlite_file(url: StorageURL, create: bool) -> None:
         raise StorageError(f"no study database at {path} (create a study first with hpo create)")
 
 
+def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float) -> T:
+    """`connect()`, tried again for up to `wait_s` seconds while the server turns new
+    connections away for now: all its connection slots are taken (many workers starting at
+    once, or a pooler's limit), or it is starting up. Any other error is final at once: a
+    wrong host or database must not keep a user waiting."""
+    deadline = time.monotonic() + wait_s
+    delay = 1.0
+    while True:
+        try:
+            return connect()
+        except sqlalchemy.exc.DBAPIError as error:
+            if not _refused_for_now(error) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning(
+                "%s refused the connection (%s); retrying in %.0f s",
+                *(url.render(), reason(error), delay),
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+# PostgreSQL: too_many_connections, cannot_connect_now; MySQL: ER_CON_COUNT_ERROR.
+_FULL_SQLSTATES = {"53300", "57P03"}
+_FULL_MYSQL_CODES = {1040}
+# What libpq says when refused at connect time, where psycopg gives no SQL state; PgBouncer's
+# max_client_conn.
+_FULL_MESSAGES = ("too many clients already", "no more connections allowed")
+
+
+def _refused_for_now(error: sqlalchemy.exc.DBAPIError) -> bool:
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) in _FULL_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in _FULL_MYSQL_CODES:
+        return True
+    return any(message in str(orig) for message in _FULL_MESSAGES)
+
+
 def _check_has_tables(url: StorageURL) -> None:
     engine = sqlalchemy.create_engine(url.secret(), **url.engine_kwargs())
     try:
         with engine.connect() as connection:
             has_studies = sqlalchemy.inspect(connection).has_table("studies")
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StorageError(describe_error(url, error)) from None
     finally:
         engine.dispose()
     if not has_studies:

@@ -56,12 +56,16 @@ class StorageURL:
         SQLite: a long busy timeout, since workers and the dashboard share one file. PostgreSQL:
         `pool_pre_ping`, which Optuna sets for MySQL only, so that connections cut by a server
         restart are replaced instead of failing the next query. Servers: a connect timeout, so an
-        unreachable host fails in seconds.
+        unreachable host fails in seconds. psycopg 3: no server-side prepared statements, which
+        a pooler in transaction mode (PgBouncer) would send to a server connection that never
+        prepared them; our queries are too few and too cheap to plan for that to cost anything.
         """
         if self.is_sqlite:
             return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if self.url.get_driver_name() == "psycopg":
+            kwargs["connect_args"]["prepare_threshold"] = None
         return kwargs
 
 
