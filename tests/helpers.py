@@ -123,11 +123,13 @@ def run_cli(*args: str) -> Completed:
     return Completed(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
-def create_small_grid(storage_url: str, epochs: int, preset: str = "batchnorm") -> None:
+def create_small_grid(
+    storage_url: str, epochs: int, preset: str = "batchnorm", study: str = "grid"
+) -> None:
     """The seed's grid (128 points; 16 for a preset without dropout) on 10 synthetic images:
     cheap trials, the real queue."""
     create = (
-        *("create", "--storage", storage_url, "--study", "grid", "--sampler", "grid"),
+        *("create", "--storage", storage_url, "--study", study, "--sampler", "grid"),
         *("--dataset", "synthetic", "--subset", "10", "--epochs", str(epochs), "--patience", "1"),
         *("--preset", preset),
     )
@@ -137,11 +139,13 @@ def create_small_grid(storage_url: str, epochs: int, preset: str = "batchnorm") 
     assert again.returncode == 0 and "exists with the same settings" in again.stdout
 
 
-def assert_grid_exactly_once(storage_url: str, preset: str = "batchnorm") -> None:
-    """Every point of the preset's grid (128 with dropout, 16 without) in the study `grid`
-    finished exactly once."""
+def assert_grid_exactly_once(
+    storage_url: str, preset: str = "batchnorm", study_name: str = "grid"
+) -> None:
+    """Every point of the preset's grid (128 with dropout, 16 without) in the study finished
+    exactly once, and nothing is left queued or running."""
     grid = set(grid_points(preset))
-    study = optuna.load_study(study_name="grid", storage=storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     points = Counter(Hyperparams.from_params(t.params) for t in finished)
     duplicates = sum(n - 1 for n in points.values())

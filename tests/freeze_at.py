@@ -1,0 +1,57 @@
+"""Run the `hpo` command line, and freeze the whole process (SIGSTOP) at one chosen moment.
+
+    python -m tests.freeze_at PATTERN N hpo-arguments...
+
+The process stops itself right after the N-th SQL statement that matches the regular expression
+PATTERN (case-insensitive) and ran inside a database transaction: the moment a hung node, a
+stopped VM or a network partition leaves its transaction open with the rows it wrote still
+locked. PATTERN `-` freezes outside any transaction: after the N-th time a connection went back
+to the pool (its transaction committed or rolled back).
+Every thread stops, as on a real hung node; the test later sends SIGCONT or SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event
+
+
+def install(pattern: str, occurrence: int) -> None:
+    matcher = None if pattern == "-" else re.compile(pattern, re.IGNORECASE)
+    seen = 0
+
+    def freeze() -> None:
+        print(f"freeze_at: stopping pid {os.getpid()}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    def after_execute(conn: sqlalchemy.Connection, _c: Any, statement: str, *_: Any) -> None:
+        nonlocal seen
+        if matcher is None or not conn.in_transaction() or not matcher.search(statement):
+            return
+        seen += 1
+        if seen == occurrence:
+            freeze()
+
+    def after_checkin(*_: Any) -> None:
+        nonlocal seen
+        if matcher is not None:
+            return
+        seen += 1
+        if seen == occurrence:
+            freeze()
+
+    event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", after_execute)
+    event.listen(sqlalchemy.pool.Pool, "checkin", after_checkin)
+
+
+if __name__ == "__main__":
+    install(sys.argv[1], int(sys.argv[2]))
+    from hpo.cli import main
+
+    sys.exit(main(sys.argv[3:]))

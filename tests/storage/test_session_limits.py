@@ -1,0 +1,125 @@
+"""The limits each database session carries (storage.session_limits), the errors that count as
+"try again" (a session the server ended, a server with no free slot), and the wait for a slot
+when a worker opens its storage."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import sqlalchemy
+
+from storage import open_storage
+from storage.errors import StorageError
+from storage.open import _waiting_while_full
+from storage.resilient import is_transient, reason
+from storage.session_limits import session_settings, transaction_settings
+from storage.urls import parse_storage_url
+
+
+class _Refusal(Exception):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _dbapi_error(cls: type[sqlalchemy.exc.DBAPIError], message: str, sqlstate: str | None = None):
+    return cls("connect", {}, _Refusal(message, sqlstate))
+
+
+def test_each_server_gets_its_own_limits() -> None:
+    # PostgreSQL: per transaction, so that nothing leaks through a pooler onto other clients.
+    per_transaction = transaction_settings("postgresql", 2.5)
+    assert per_transaction is not None
+    assert "set_config('idle_in_transaction_session_timeout', '3s', true)" in per_transaction
+    assert "set_config('lock_timeout', '6s', true)" in per_transaction  # the holder ends first
+    assert transaction_settings("mysql", 60) is None
+    postgres = session_settings("postgresql", 2.5, mariadb=False)
+    assert all("tcp_keepalives" in statement for statement in postgres)
+    (maria,) = session_settings("mysql", 60, mariadb=True)
+    assert "idle_transaction_timeout = 60" in maria and "innodb_lock_wait_timeout = 120" in maria
+    (mysql,) = session_settings("mysql", 60, mariadb=False)
+    assert "wait_timeout = 60" in mysql and "idle_transaction_timeout" not in mysql
+    assert session_settings("sqlite", 60, mariadb=False) == []
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("server", "query"),
+    [
+        ("postgres_url", "SHOW idle_in_transaction_session_timeout"),
+        ("mysql_url", "SELECT @@SESSION.idle_transaction_timeout"),
+    ],
+)
+def test_a_workers_sessions_carry_the_grace_period_as_their_idle_limit(
+    server: str, query: str, request
+) -> None:
+    url = request.getfixturevalue(server)
+    open_storage(url, create=True).engine.dispose()
+    storage = open_storage(url, heartbeat_interval=1, grace_period=7)
+    try:
+        with storage.engine.connect() as connection:
+            assert str(connection.exec_driver_sql(query).scalar()) in ("7s", "7")
+    finally:
+        storage.engine.dispose()
+
+
+def test_an_ended_session_counts_as_transient_and_a_bad_query_does_not() -> None:
+    ended = _dbapi_error(sqlalchemy.exc.InternalError, "terminating connection", "25P03")
+    assert is_transient(ended)
+    assert not is_transient(_dbapi_error(sqlalchemy.exc.ProgrammingError, "syntax error", "42601"))
+    assert not is_transient(_dbapi_error(sqlalchemy.exc.IntegrityError, "duplicate key", "23505"))
+    assert reason(ended) == "terminating connection"
+
+
+def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog) -> None:
+    monkeypatch.setattr("storage.open.time.sleep", lambda _s: None)
+    url = parse_storage_url("postgresql+psycopg://hpo:s3cret@db.example/hpo")
+    attempts = []
+
+    def connect() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise _dbapi_error(
+                sqlalchemy.exc.OperationalError,
+                'connection failed: connection to server at "db.example" failed: FATAL:  '
+                "sorry, too many clients already",
+            )
+        return "connected"
+
+    with caplog.at_level(logging.WARNING, logger="hpo.storage"):
+        assert _waiting_while_full(connect, url, wait_s=60) == "connected"
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2 and all("too many clients already" in line for line in lines)
+    assert all("retrying in" in line and "s3cret" not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ("FATAL: sorry, too many clients already", None),
+        ("too many connections", "53300"),
+        ("the database system is starting up", "57P03"),
+        ("no more connections allowed (max_client_conn)", "08P01"),
+    ],
+)
+def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
+    monkeypatch.setattr("storage.open.time.sleep", lambda _s: None)
+    url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
+    attempts = []
+
+    def connect() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise _dbapi_error(sqlalchemy.exc.OperationalError, *refusal)
+        return "connected"
+
+    assert _waiting_while_full(connect, url, wait_s=60) == "connected"
+
+
+def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
+    slept = []
+    monkeypatch.setattr("storage.open.time.sleep", slept.append)
+    with pytest.raises(StorageError, match="cannot use database"):
+        open_storage("postgresql+psycopg://hpo@127.0.0.1:1/hpo", outage_s=600)
+    assert slept == []
