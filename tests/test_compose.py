@@ -42,7 +42,7 @@ def load(env: dict[str, str]) -> dict:
 def test_compose_file_structure() -> None:
     compose = load({})
     services = compose["services"]
-    assert set(services) == {"postgres", "create-study", "workers", "dashboard"}
+    assert set(services) == {"postgres", "pgbouncer", "create-study", "workers", "dashboard"}
     for name, service in services.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
@@ -69,6 +69,19 @@ def test_compose_file_structure() -> None:
         == "s3cret"
     )
     assert (REPO / "Dockerfile").read_text().count('ENTRYPOINT ["hpo"]') == 1
+    # PgBouncer: optional, its password from the environment too, the tested pool settings.
+    pooler = services["pgbouncer"]
+    assert pooler["profiles"] == ["pooled"]
+    assert services["create-study"]["depends_on"]["pgbouncer"]["required"] is False
+    assert "HPO_DB_PASSWORD: ${HPO_DB_PASSWORD:-" in raw.split("pgbouncer:", 1)[1]
+    start = (REPO / pooler["build"] / "start.sh").read_text()
+    assert "%include /etc/pgbouncer/pool.ini" in start and "umask 077" in start
+    assert (
+        "COPY pool.ini /etc/pgbouncer/pool.ini"
+        in (REPO / pooler["build"] / "Dockerfile").read_text()
+    )
+    pooled = load({"HPO_DB_HOST": "pgbouncer", "HPO_DB_PORT": "6432"})["services"]
+    assert "@pgbouncer:6432/" in pooled["workers"]["environment"]["HPO_STORAGE"]
 
 
 def _command(service: dict) -> list[str]:

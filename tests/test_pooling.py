@@ -1,0 +1,115 @@
+"""Many workers, few server connections: real workers through a real PgBouncer (transaction
+mode) in front of a PostgreSQL whose `max_connections` is below what they would open directly;
+and a worker that the server turns away waits for a slot instead of failing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import check_finished_grid, create_small_grid, start_hpo
+from tests.pooled_postgres import Missing, PooledPostgres, pooled_postgres
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+WORKERS = 16
+MAX_CONNECTIONS = 12  # 16 workers open 2 connections each (queries and heartbeats): 32
+POOL_SIZE = 6
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PooledPostgres]:
+    try:
+        with pooled_postgres(max_connections=MAX_CONNECTIONS, pool_size=POOL_SIZE) as started:
+            yield started
+    except Missing as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (CI=true: .ci/run installs it)")
+        pytest.skip(str(missing))
+
+
+def _worker(url: str, cwd: Path, study: str = "grid") -> subprocess.Popen[str]:
+    return start_hpo(
+        *("worker", "--storage", url, "--study", study, "--device", "cpu"),
+        *("--checkpoint-dir", str(cwd / "checkpoints"), "--heartbeat", "2", "--grace", "10"),
+        cwd=cwd,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+
+
+class _Peaks:
+    """The most connections seen at once, on the server and at the pooler, sampled."""
+
+    def __init__(self, cluster: PooledPostgres) -> None:
+        self.cluster = cluster
+        self.server = self.clients = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _Peaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _sample(self) -> None:
+        with self.cluster.admin() as admin:
+            while not self._stop.wait(0.1):
+                self.server = max(self.server, self.cluster.server_connections(admin))
+                self.clients = max(self.clients, self.cluster.pooler_clients())
+
+
+def test_sixteen_workers_through_pgbouncer_run_the_grid_exactly_once(
+    cluster: PooledPostgres, tmp_path: Path
+) -> None:
+    url = cluster.pooled_url()
+    create_small_grid(url, epochs=1)  # the creation lock, through the pooler
+    started = time.perf_counter()
+    with _Peaks(cluster) as peaks:
+        workers = [_worker(url, tmp_path) for _ in range(WORKERS)]
+        outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    seconds = time.perf_counter() - started
+    for worker, out in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+    check_finished_grid(url, tmp_path)
+    print(
+        f"pgbouncer: {WORKERS} workers, 128-point grid in {seconds:.0f} s; at most "
+        f"{peaks.clients} client connections to PgBouncer, {peaks.server} server connections "
+        f"(max_connections {cluster.max_connections}, pool size {cluster.pool_size})"
+    )
+    # More clients than the server has slots, and the server never held more than the pool.
+    assert peaks.clients > cluster.max_connections
+    assert 0 < peaks.server <= cluster.pool_size
+
+
+def test_a_worker_turned_away_by_a_full_server_waits_for_a_slot(
+    cluster: PooledPostgres, tmp_path: Path
+) -> None:
+    url = cluster.direct_url()
+    create_small_grid(url, epochs=1, preset="momentum", study="full")
+    holders: list[psycopg.Connection] = []
+    try:
+        with cluster.admin() as admin:
+            free = cluster.max_connections - 1 - cluster.server_connections(admin)
+            # All slots taken: the admin connection's, the pooler's idle ones, and these.
+            holders = [cluster.admin() for _ in range(free)]
+            worker = _worker(url, tmp_path, study="full")
+            assert worker.stdout is not None
+            first_line = worker.stdout.readline()
+        assert "too many clients" in first_line and "retrying" in first_line, first_line
+        assert "postgres@" in first_line  # which database, password masked (none here)
+    finally:
+        for holder in holders:
+            holder.close()
+    out = first_line + worker.communicate(timeout=300)[0]
+    assert worker.returncode == 0, out[-3000:]
+    assert "Traceback" not in out and "worker done: 16 trials" in out, out[-3000:]
