@@ -110,6 +110,7 @@ def test_a_worker_turned_away_by_a_full_server_waits_for_a_slot(
     finally:
         for holder in holders:
             holder.close()
+    print(f"a worker turned away by a full server said: {first_line.strip()}")
     out = first_line + worker.communicate(timeout=300)[0]
     assert worker.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "worker done: 16 trials" in out, out[-3000:]
