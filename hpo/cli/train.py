@@ -10,12 +10,14 @@ from hpo.errors import UsageError
 from hpo.study.config import StudyConfig
 from hpo.study.worker import WorkerOptions
 
-HELP = "retrain with exported parameters for the exported epochs"
+HELP = "retrain with exported parameters for the exported epochs (reproduces the trial)"
 TAKES_STORAGE, TAKES_STUDY = False, False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, required=True, help="a file from hpo export")
+    parser.add_argument(
+        "--params", type=Path, required=True, help="a file from hpo export (JSON or YAML)"
+    )
     parser.add_argument("--out", type=Path, help="save the trained model here (.pt)")
     parser.add_argument(
         "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
@@ -28,22 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        default=default_of(StudyConfig, "seed"),
-        help="training seed (the study's)",
+        help=f"training seed (default: the export's, else {default_of(StudyConfig, 'seed')})",
     )
     parser.add_argument(
-        "--speed", default=default_of(WorkerOptions, "speed"), help="fast paths, as for hpo worker"
+        "--speed",
+        help="fast paths, as for hpo worker (default: the trial's on the same kind of device, "
+        f"else {default_of(WorkerOptions, 'speed')})",
     )
 
 
 def run(args: argparse.Namespace, _storage_url: str) -> int:
-    from hpo.results.retrain import read_params, retrain
+    from hpo.results.retrain import read_params, retrain, speed_for
     from hpo.trial.device import resolve_device, resolve_speed
 
     params = read_params(args.params)
     device = resolve_device(args.device)
-    speed = resolve_speed(args.speed, device)
+    speed = resolve_speed(speed_for(params, args.speed, device), device)
+    seed = args.seed if args.seed is not None else params.seed
+    if seed is None:
+        seed = default_of(StudyConfig, "seed")
     if args.out is not None and not args.out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.out}: folder {args.out.parent} does not exist")
-    retrain(params, device, args.data_dir, args.seed, speed, args.out)
+    retrain(params, device, args.data_dir, seed, speed, args.out)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 import yaml
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.study.config import StudyConfig
@@ -20,28 +20,57 @@ EXPORT_FORMATS = ("json", "yaml")
 
 def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[str, Any]:
     """{study, trial, learning_rate, batch_size, p_dropout, epoch, test_loss, test_accuracy,
-    dataset, preset} of the COMPLETE trial with the lowest test loss."""
+    dataset, preset} of the COMPLETE trial with the lowest test loss, then what reproduces it
+    (`REPRODUCE_KEYS`) and how it was chosen."""
     config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
+    export = study_export(study, config)
+    if export is None:
+        raise UsageError(f"study {study_name!r} has no completed trial yet")
+    return export
+
+
+def study_export(study: optuna.Study, config: StudyConfig) -> dict[str, Any] | None:
+    """The export of the study's best trial, and how it was chosen; None before any trial
+    completed."""
     best = best_trial(study)
     if best is None:
-        raise UsageError(f"study {study_name!r} has no completed trial yet")
-    return export_of(study_name, best, config)
+        return None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {
+        **export_of(study.study_name, best, config),
+        "chosen_by": f"lowest test loss of {len(complete)} complete trials",
+    }
+
+
+# After the contract's keys, what `hpo train --params` needs to run the trial again: the study's
+# seed (weights, data order, augmentation), its training subset, the trial's device and fast
+# paths, and its test-loss curve up to the best epoch, to compare the new run with.
+REPRODUCE_KEYS = ("seed", "subset", "epochs", "patience", "device", "speed", "test_loss_curve")
 
 
 def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
     hyperparams = Hyperparams.from_params(best.params)
+    epoch = best.user_attrs["best_epoch"]
+    curves = best.user_attrs.get("curves", {})
     return {
         "study": study_name,
         "trial": best.number,
         "learning_rate": hyperparams.learning_rate,
         "batch_size": hyperparams.batch_size,
         "p_dropout": hyperparams.p_dropout,
-        "epoch": best.user_attrs["best_epoch"],
+        "epoch": epoch,
         "test_loss": best.value,
         "test_accuracy": best.user_attrs["test_accuracy"],
         "dataset": config.dataset,
         "preset": config.preset,
+        "seed": config.seed,
+        "subset": config.subset,
+        "epochs": config.epochs,
+        "patience": config.patience,
+        "device": best.user_attrs.get("device"),
+        "speed": best.user_attrs.get("speed"),
+        "test_loss_curve": list(curves.get("test_loss", []))[:epoch] or None,
     }
 
 

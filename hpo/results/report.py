@@ -18,7 +18,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.results.export import export_of
+from hpo.results.export import study_export
 from hpo.results.page import figure_html, html_page, section, table_html
 from hpo.results.trial_figure import trial_curves
 from hpo.study.queue import best_trial, load_config
@@ -33,7 +33,7 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = best_trial(study)
-    export = export_of(study_name, best, config) if best is not None else None
+    export = study_export(study, config)
     sections = [
         section("Best configuration", _best_table(export)),
         section("Trials by state and stop reason", figure_html(_counts_figure(trials))),
@@ -73,6 +73,7 @@ def _best_table(export: dict[str, Any] | None) -> str:
     rows = [
         [key, f"{100 * value:.2f}%" if key == "test_accuracy" else value]
         for key, value in export.items()
+        if key != "test_loss_curve"  # drawn in the best trial's figure below
     ]
     return table_html(["", "value"], rows, row_id="best")
 

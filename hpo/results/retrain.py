@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 import optuna
 import torch
+import yaml
 
 import hpo
 from hpo.errors import UsageError
@@ -27,7 +27,8 @@ from model.train import EpochMetrics, TrainConfig, Training
 
 @dataclass(frozen=True, kw_only=True)
 class RetrainParams:
-    """What `hpo train` takes from an export: the configuration and how long to train it."""
+    """What `hpo train` takes from an export: the configuration, how long to train it, and what
+    reproduces the trial (an older export, or a hand-written file, may lack the latter)."""
 
     hyperparams: Hyperparams
     epoch: int  # train this many epochs: the trial's best epoch
@@ -35,6 +36,17 @@ class RetrainParams:
     preset: str
     test_loss: float | None = None  # as exported, for comparison
     test_accuracy: float | None = None
+    trial: int | None = None
+    seed: int | None = None
+    subset: int | None = None
+    device: str | None = None  # where the trial ran
+    speed: tuple[str, ...] | None = None  # its fast paths (model.speed names)
+    test_loss_curve: tuple[float, ...] | None = None  # per epoch, up to `epoch`
+
+
+# How close each epoch's test loss must come to the trial's for a retrain to "match" it: the same
+# arithmetic in the same order gives the same bits; a little room for a different BLAS build.
+MATCH_RTOL = 1e-5
 
 
 def read_params(path: Path) -> RetrainParams:
@@ -50,9 +62,31 @@ def read_params(path: Path) -> RetrainParams:
         epoch = _number(raw, "epoch", int)
         if epoch < 1:
             raise UsageError(f"epoch must be 1 or more, got {epoch}")
-        # The study's own checks of the dataset and preset, and the search space's of the ranges.
-        config = StudyConfig(dataset=raw.get("dataset"), preset=raw.get("preset"))
+        # The study's own checks of the dataset, preset, seed and subset, and the search
+        # space's of the ranges.
+        config = StudyConfig(
+            dataset=raw.get("dataset"),
+            preset=raw.get("preset"),
+            seed=_number(raw, "seed", int, required=False) or 0,
+            subset=_number(raw, "subset", int, required=False),
+        )
         check_in_range(hyperparams, config.preset)
+        speed = raw.get("speed")
+        if speed is not None and not (
+            isinstance(speed, list) and all(isinstance(name, str) for name in speed)
+        ):
+            raise UsageError(f"speed must be a list of fast-path names, got {speed!r}")
+        device = raw.get("device")
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise UsageError(f"device must be one like cpu or cuda:0, got {device!r}") from None
+        curve = raw.get("test_loss_curve")
+        if curve is not None and not (
+            isinstance(curve, list) and all(isinstance(v, (int, float)) for v in curve)
+        ):
+            raise UsageError("test_loss_curve must be a list of numbers")
     except UsageError as error:
         raise UsageError(f"params file {path}: {error}") from None
     return RetrainParams(
@@ -62,22 +96,29 @@ def read_params(path: Path) -> RetrainParams:
         preset=config.preset,
         test_loss=raw.get("test_loss"),
         test_accuracy=raw.get("test_accuracy"),
+        trial=raw.get("trial") if isinstance(raw.get("trial"), int) else None,
+        seed=raw.get("seed") if raw.get("seed") is not None else None,
+        subset=config.subset,
+        device=device,
+        speed=tuple(speed) if speed is not None else None,
+        test_loss_curve=tuple(float(v) for v in curve) if curve is not None else None,
     )
 
 
 def _read_object(path: Path) -> dict[str, Any]:
+    """The export as JSON or YAML (both of hpo export's formats; YAML reads JSON too)."""
     try:
-        raw = json.loads(path.read_text())
+        raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"params file {path} not found (write one with hpo export -o)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read params file {path}: {error}") from None
-    except json.JSONDecodeError as error:
-        raise UsageError(
-            f"params file {path} is not JSON: {error.msg} at line {error.lineno}"
-        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"params file {path} is neither JSON nor YAML{where}") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"params file {path} must hold a JSON object (hpo export's format)")
+        raise UsageError(f"params file {path} must hold an object of keys (hpo export's format)")
     return raw
 
 
@@ -103,7 +144,9 @@ def retrain(
     out: Path | None,
     say: Callable[[str], None] = print,
 ) -> EpochMetrics:
-    data = load_data(DataSpec(dataset=params.dataset, data_dir=data_dir, seed=seed))
+    data = load_data(
+        DataSpec(dataset=params.dataset, data_dir=data_dir, seed=seed, subset=params.subset)
+    )
     pipeline = device_pipeline(data, params.dataset, params.preset, device)
     train_config = TrainConfig(
         hyperparams=params.hyperparams,
@@ -123,6 +166,9 @@ def retrain(
     for metrics in run.epochs():
         progress.update(metrics)
     final = run.history[-1]
+    verdict = compare_with_trial(params, [m.test_loss for m in run.history], seed, device, speed)
+    if verdict is not None:
+        say(verdict)
     say(
         f"test loss {final.test_loss:.4f}, accuracy {100 * final.test_accuracy:.2f}% "
         f"(top-5 {100 * final.test_top5:.2f}%) after epoch {final.epoch}"
@@ -136,6 +182,57 @@ def retrain(
         save_model(out, run, params, seed, device)
         say(f"saved {out}")
     return final
+
+
+def compare_with_trial(
+    params: RetrainParams,
+    test_losses: list[float],
+    seed: int,
+    device: torch.device,
+    speed: SpeedOptions,
+) -> str | None:
+    """ "matches trial N" when every epoch's test loss equals the trial's to float noise; else
+    where it first differs, and what differed from the trial's run."""
+    if params.test_loss_curve is None:
+        return None
+    name = f"trial {params.trial}" if params.trial is not None else "the exported trial"
+    epochs = len(params.test_loss_curve)
+    for epoch, (ours, theirs) in enumerate(
+        zip(test_losses, params.test_loss_curve, strict=False), start=1
+    ):
+        if abs(ours - theirs) > MATCH_RTOL * max(1.0, abs(theirs)):
+            return (
+                f"differs from {name} from epoch {epoch}: test loss {ours:.6g} against "
+                f"{theirs:.6g}" + _differences(params, seed, device, speed)
+            )
+    return (
+        f"matches {name}: the test loss of each of its {epochs} epochs, to within "
+        f"{MATCH_RTOL:g} relative"
+    )
+
+
+def _differences(
+    params: RetrainParams, seed: int, device: torch.device, speed: SpeedOptions
+) -> str:
+    known = []
+    if params.seed is not None and params.seed != seed:
+        known.append(f"seed {seed}, the trial's {params.seed}")
+    if params.device is not None and params.device != str(device):
+        known.append(f"device {device}, the trial's {params.device}")
+    if params.speed is not None and list(params.speed) != speed.names():
+        known.append(f"speed {speed.names() or 'none'}, the trial's {list(params.speed) or 'none'}")
+    return f" ({'; '.join(known)})" if known else ""
+
+
+def speed_for(params: RetrainParams, given: str | None, device: torch.device) -> str:
+    """`--speed` if given; else the trial's own fast paths when they apply to this device (the
+    same device type); else `auto`."""
+    if given is not None:
+        return given
+    same_kind = params.device is not None and torch.device(params.device).type == device.type
+    if params.speed is not None and same_kind:
+        return ",".join(params.speed) or "none"
+    return "auto"
 
 
 def save_model(

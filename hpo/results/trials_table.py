@@ -1,0 +1,79 @@
+"""Every trial of a study as one table row (`hpo export --all`): for pandas, a spreadsheet, or a
+comparison of one study with another, without code against Optuna's tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+
+from hpo.errors import UsageError
+from hpo.results.export import write_text
+from hpo.study.recovery import ERROR_ATTR
+from storage import optuna_internals
+
+if TYPE_CHECKING:
+    import pandas
+
+TABLE_SUFFIXES = {".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
+# Our trial attributes (DESIGN.md's contract), as columns after Optuna's own.
+ATTR_COLUMNS = ("best_epoch", "epochs_run", "stop_reason", "test_accuracy", "device")
+
+
+def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> pandas.DataFrame:
+    """One row per trial, from Optuna's `trials_dataframe`, with plain column names: trial,
+    state, test_loss (the trial's value: its lowest test loss), the parameters, start, end and
+    duration in seconds, then best epoch, epochs run, stop reason, test accuracy, device, the trial
+    it retries (empty if none) and its error (type: message) if it raised."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    frame = study.trials_dataframe(
+        attrs=("number", "state", "value", "params", "datetime_start", "datetime_complete")
+    )
+    if frame.empty:
+        raise UsageError(f"study {study_name!r} has no trials")
+    frame = frame.rename(
+        columns={"number": "trial", "value": "test_loss"}
+        | {c: c.removeprefix("params_") for c in frame.columns if c.startswith("params_")}
+    )
+    import pandas
+
+    for column in ("datetime_start", "datetime_complete"):  # all empty while none has run
+        frame[column] = pandas.to_datetime(frame[column])
+    frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
+    trials = study.get_trials(deepcopy=False)
+    for column in ATTR_COLUMNS:
+        frame[column] = [trial.user_attrs.get(column) for trial in trials]
+    frame["retry_of"] = [optuna_internals.retried_trial_number(trial) for trial in trials]
+    frame["retry_of"] = frame["retry_of"].astype("Int64")  # integers with blanks
+    frame["error"] = [_error(trial.user_attrs.get(ERROR_ATTR)) for trial in trials]
+    return frame
+
+
+def _error(recorded: object) -> str | None:
+    if not isinstance(recorded, dict):
+        return None
+    return f"{recorded.get('type')}: {recorded.get('message')}"
+
+
+def table_format(path: Path | None) -> str:
+    """csv or jsonl, by the file's suffix (stdout: csv)."""
+    if path is None:
+        return "csv"
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise UsageError(f"cannot tell the table format of {path}: name it .csv, .json or .jsonl")
+    return kind
+
+
+def write_table(frame: pandas.DataFrame, path: Path | None) -> str | None:
+    """CSV, or JSON lines for `.json`/`.jsonl`; to `path`, or returned (CSV) for stdout."""
+    kind = table_format(path)
+    if path is None:
+        return frame.to_csv(index=False)
+    if kind == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = frame.to_json(orient="records", lines=True, date_format="iso") + "\n"
+    write_text(path, text)
+    return None
