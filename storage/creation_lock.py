@@ -6,10 +6,11 @@ creators failed on PostgreSQL's catalog (`pg_type_typname_nsp_index`) and queued
 grid 495 times. Under this lock the first creator builds the tables and the queue, and each one
 after it finds the study complete. The lock is the server's, so it holds across machines, and it
 is released by the server when the holder's connection ends, crashed or not:
-- PostgreSQL: a transaction-level advisory lock (`pg_advisory_xact_lock`), scoped to the
-  database, held by a transaction that stays open while the study is made. A session-level lock
-  would break behind PgBouncer in transaction mode, which hands the session's server connection
-  to other clients between transactions (RELIABILITY.md);
+- PostgreSQL: a transaction-level advisory lock (`pg_try_advisory_xact_lock`), scoped to the
+  database, held by a transaction that stays open while the study is made, and tried in short
+  transactions until it is free. A session-level lock would break behind PgBouncer in
+  transaction mode, which hands the session's server connection to other clients between
+  transactions, and a waiter blocked inside its transaction would pin one (RELIABILITY.md);
 - MySQL/MariaDB: a named lock (`GET_LOCK`), named after the database;
 - SQLite: an exclusive lock on a file beside the database (one machine only, as SQLite is).
 """
@@ -17,6 +18,7 @@ is released by the server when the holder's connection ends, crashed or not:
 from __future__ import annotations
 
 import fcntl
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,13 +66,7 @@ def _mysql_name(url: StorageURL) -> str:
 
 def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
     if url.dialect == "postgresql":
-        connection.execute(sqlalchemy.text(f"SET LOCAL lock_timeout = '{WAIT_S}s'"))
-        # The transaction idles while other connections make the study; a frozen creator's is
-        # ended by the server, and its lock with it.
-        connection.execute(
-            sqlalchemy.text(f"SET LOCAL idle_in_transaction_session_timeout = '{HOLD_S}s'")
-        )
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_KEY})
+        _acquire_postgres(connection, url)
         return  # held until the transaction ends
     got = connection.execute(
         sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
@@ -80,6 +76,33 @@ def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
         holder = f"another hpo create on {url.render()}"
         raise StorageError(f"{holder} held its lock for over {WAIT_S} s")
     connection.commit()  # the lock is the session's; no transaction stays open while held
+
+
+def _acquire_postgres(connection: sqlalchemy.Connection, url: StorageURL) -> None:
+    """Try the lock in short transactions until it is free. A waiter that blocked inside its
+    transaction would pin a server connection behind a pooler: as many waiters as the pool has
+    connections would leave none for the holder's own work, and the holder would idle in its
+    transaction until the pooler ended it."""
+    deadline = time.monotonic() + WAIT_S
+    delay = 0.05
+    while True:
+        # The transaction idles while other connections make the study; a frozen creator's is
+        # ended by the server, and its lock with it.
+        connection.execute(
+            sqlalchemy.text(f"SET LOCAL idle_in_transaction_session_timeout = '{HOLD_S}s'")
+        )
+        got = connection.execute(
+            sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _PG_KEY}
+        ).scalar()
+        if got:
+            return
+        connection.rollback()  # hands the server connection back while waiting
+        if time.monotonic() + delay > deadline:
+            raise StorageError(
+                f"another hpo create on {url.render()} held its lock for over {WAIT_S} s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _release(connection: sqlalchemy.Connection, url: StorageURL) -> None:

@@ -73,6 +73,16 @@ def start_hpo(
     )
 
 
+def create_everywhere(url: str, cwd: Path, *settings: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Start one `hpo create` of the study `job` per settings at the same moment, as every node
+    of a cluster job does; (exit status, output) of each."""
+    processes: list[subprocess.Popen[str]] = [
+        start_hpo("create", "--storage", url, "--study", "job", *extra, cwd=cwd)
+        for extra in settings
+    ]
+    return [(p.wait(timeout=300), p.stdout.read() if p.stdout else "") for p in processes]
+
+
 def free_port() -> int:
     """A TCP port nobody listens on, on the loopback interface."""
     with socket.socket() as s:

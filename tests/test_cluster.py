@@ -4,9 +4,7 @@ PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
@@ -14,20 +12,11 @@ from optuna.trial import TrialState
 
 from model.hyperparams import Hyperparams
 from storage.optuna_internals import queued_params
-from tests.helpers import free_port, run_cli, start_hpo
+from tests.helpers import create_everywhere, free_port, run_cli, start_hpo
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
 NODES = 5
-
-
-def _create_everywhere(url: str, cwd: Path, *settings: tuple[str, ...]) -> list[tuple[int, str]]:
-    """Start one `hpo create` per settings at the same moment; (exit status, output) of each."""
-    processes: list[subprocess.Popen[str]] = [
-        start_hpo("create", "--storage", url, "--study", "job", *extra, cwd=cwd)
-        for extra in settings
-    ]
-    return [(p.wait(timeout=300), p.stdout.read()) for p in processes]
 
 
 GRID = ("--sampler", "grid", "--dataset", "synthetic", "--subset", "10", "--epochs", "1")
@@ -47,7 +36,7 @@ def test_simultaneous_creates_leave_exactly_one_queue(
         other = ("--study", "other", "--sampler", "tpe", "--n-trials", "3", "--dataset", "digits")
         done = start_hpo("create", "--storage", url, *other, cwd=tmp_path)
         assert done.wait(timeout=120) == 0
-    results = _create_everywhere(url, tmp_path, *[settings] * NODES)
+    results = create_everywhere(url, tmp_path, *[settings] * NODES)
     assert [code for code, _ in results] == [0] * NODES, results
     said = Counter(
         "created" if "'job' created" in out else "found" if "exists with the same" in out else out
@@ -65,7 +54,7 @@ def test_a_simultaneous_create_with_other_settings_gets_the_clear_error(
     postgres_url: str, tmp_path
 ) -> None:
     other = (*GRID[:-1], "2")  # two epochs instead of one
-    results = _create_everywhere(postgres_url, tmp_path, GRID, other, GRID, other)
+    results = create_everywhere(postgres_url, tmp_path, GRID, other, GRID, other)
     codes = Counter(code for code, _ in results)
     assert codes == {0: 2, 2: 2}, results
     refused = [out for code, out in results if code == 2]

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import check_finished_grid, create_small_grid, start_hpo
+from tests.helpers import check_finished_grid, create_everywhere, create_small_grid, start_hpo
 from tests.pooled_postgres import Missing, PooledPostgres, pooled_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -89,6 +89,23 @@ def test_sixteen_workers_through_pgbouncer_run_the_grid_exactly_once(
     # More clients than the server has slots, and the server never held more than the pool.
     assert peaks.clients > cluster.max_connections
     assert 0 < peaks.server <= cluster.pool_size
+
+
+def test_simultaneous_creates_through_pgbouncer_leave_one_queue(
+    cluster: PooledPostgres, tmp_path: Path
+) -> None:
+    """The creation lock holds under transaction pooling: a session-level advisory lock would
+    stay on a server connection that PgBouncer hands to the next client."""
+    grid = ("--sampler", "grid", "--dataset", "synthetic", "--subset", "10", "--epochs", "1")
+    results = create_everywhere(cluster.pooled_url(), tmp_path, *[grid] * 5)
+    assert [code for code, _ in results] == [0] * 5, "\n".join(out for _, out in results)
+    assert sum("'job' created" in out for _, out in results) == 1, results
+    with cluster.admin() as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM trials t JOIN studies s USING (study_id) "
+            "WHERE s.study_name = 'job' AND t.state = 'WAITING'"
+        ).fetchone()
+    assert row is not None and row[0] == 128
 
 
 def test_a_worker_turned_away_by_a_full_server_waits_for_a_slot(
