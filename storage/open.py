@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,13 +11,12 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from storage.errors import StorageError
-from storage.resilient import ResilientRDBStorage, reason
+from storage.resilient import ResilientRDBStorage, reason, with_retries
 from storage.session_limits import DEFAULT_IDLE_TRANSACTION_S, limit_sessions
 from storage.urls import StorageURL, parse_storage_url
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 T = TypeVar("T")
-_log = logging.getLogger("hpo.storage")
 
 
 def open_storage(
@@ -95,20 +92,16 @@ def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float
     connections away for now: all its connection slots are taken (many workers starting at
     once, or a pooler's limit), or it is starting up. Any other error is final at once: a
     wrong host or database must not keep a user waiting."""
-    deadline = time.monotonic() + wait_s
-    delay = 1.0
-    while True:
-        try:
-            return connect()
-        except sqlalchemy.exc.DBAPIError as error:
-            if not _refused_for_now(error) or time.monotonic() + delay > deadline:
-                raise
-            _log.warning(
-                "%s refused the connection (%s); retrying in %.0f s",
-                *(url.render(), reason(error), delay),
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+    return with_retries(
+        connect,
+        wait_s,
+        "open the storage",
+        retry_if=_refused_for_now,
+        first_delay_s=1.0,
+        explain=lambda error, delay: (
+            f"{url.render()} refused the connection ({reason(error)}); retrying in {delay:.0f} s"
+        ),
+    )
 
 
 # PostgreSQL: too_many_connections, cannot_connect_now; MySQL: ER_CON_COUNT_ERROR.
@@ -119,7 +112,9 @@ _FULL_MYSQL_CODES = {1040}
 _FULL_MESSAGES = ("too many clients already", "no more connections allowed")
 
 
-def _refused_for_now(error: sqlalchemy.exc.DBAPIError) -> bool:
+def _refused_for_now(error: Exception) -> bool:
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
     orig = error.orig
     if getattr(orig, "sqlstate", None) in _FULL_SQLSTATES:
         return True

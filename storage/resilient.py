@@ -92,19 +92,33 @@ class ResilientRDBStorage(RDBStorage):
         return with_retries(attempt, self.outage_s, "set_trial_state_values")
 
 
-def with_retries(call: Callable[[], T], outage_s: float, name: str) -> T:
+def with_retries(
+    call: Callable[[], T],
+    outage_s: float,
+    name: str,
+    *,
+    retry_if: Callable[[Exception], bool] = is_transient,
+    first_delay_s: float = 0.5,
+    explain: Callable[[Exception, float], str] | None = None,
+) -> T:
+    """`call()`, tried again with doubling delays (at most 15 s) for up to `outage_s` seconds
+    while it raises errors that `retry_if` accepts; each retry says why on the `hpo.storage`
+    logger (stderr): `explain(error, delay)`, by default "database unavailable during NAME"."""
     deadline = time.monotonic() + outage_s
-    delay = 0.5
+    delay = first_delay_s
     while True:
         try:
             return call()
         except Exception as error:
-            if not is_transient(error) or time.monotonic() + delay > deadline:
+            if not retry_if(error) or time.monotonic() + delay > deadline:
                 raise
-            _log.warning(
-                "database unavailable during %s (%s); retrying in %.1f s",
-                *(name, reason(error), delay),
-            )
+            if explain is not None:
+                _log.warning("%s", explain(error, delay))
+            else:
+                _log.warning(
+                    "database unavailable during %s (%s); retrying in %.1f s",
+                    *(name, reason(error), delay),
+                )
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
 

@@ -73,7 +73,7 @@ def test_an_ended_session_counts_as_transient_and_a_bad_query_does_not() -> None
 
 
 def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog) -> None:
-    monkeypatch.setattr("storage.open.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo:s3cret@db.example/hpo")
     attempts = []
 
@@ -104,7 +104,7 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
     ],
 )
 def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
-    monkeypatch.setattr("storage.open.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
     attempts = []
 
@@ -119,7 +119,7 @@ def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
 
 def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
     slept = []
-    monkeypatch.setattr("storage.open.time.sleep", slept.append)
+    monkeypatch.setattr("storage.resilient.time.sleep", slept.append)
     with pytest.raises(StorageError, match="cannot use database"):
         open_storage("postgresql+psycopg://hpo@127.0.0.1:1/hpo", outage_s=600)
     assert slept == []
