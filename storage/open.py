@@ -43,14 +43,21 @@ def open_storage(
     def connect() -> RDBStorage:
         if not create:
             _check_has_tables(url)
-        return storage_class(
+        opened = storage_class(
             url.secret(),
             engine_kwargs=url.engine_kwargs(),
+            # Optuna's own check holds a transaction open while it takes a second connection and
+            # reads its migration scripts: behind a pooler in transaction mode, workers starting
+            # together each pinned a server connection that way, waiting for another, until the
+            # pooler ended them. The same check, one connection at a time:
+            skip_compatibility_check=True,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=stale_trial_callback,
             skip_table_creation=not create,
         )
+        _check_schema_version(opened, url)
+        return opened
 
     try:
         storage = _waiting_while_full(connect, url, outage_s or 0.0)
@@ -122,6 +129,20 @@ def _refused_for_now(error: Exception) -> bool:
     if args and args[0] in _FULL_MYSQL_CODES:
         return True
     return any(message in str(orig) for message in _FULL_MESSAGES)
+
+
+def _check_schema_version(storage: RDBStorage, url: StorageURL) -> None:
+    current, head = storage.get_current_version(), storage.get_head_version()
+    if current == head:
+        return
+    if current in storage.get_all_versions():
+        fix = f"upgrade it: optuna storage upgrade --storage '{url.render()}' (with the password)"
+    else:
+        fix = "it was made by a newer Optuna: pip install -U optuna"
+    raise StorageError(
+        f"{url.render()}: the database's schema ({current}) is not the one this Optuna "
+        f"{optuna.__version__} uses ({head}); {fix}"
+    )
 
 
 def _check_has_tables(url: StorageURL) -> None:

@@ -83,7 +83,7 @@ def _server_bin(name: str) -> Path:
     return versions[-1]
 
 
-def _as_postgres(command: list[str]) -> list[str]:
+def as_postgres(command: list[str]) -> list[str]:
     # initdb, postgres and pgbouncer refuse to run as root.
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
@@ -96,10 +96,7 @@ def pooled_postgres(*, max_connections: int, pool_size: int) -> Iterator[PooledP
     if pgbouncer is None:
         raise Missing("PgBouncer is not installed (apt-get install pgbouncer)")
     initdb, pg_ctl = _server_bin("initdb"), _server_bin("pg_ctl")
-    home = Path(tempfile.mkdtemp(prefix="hpo-pooled-"))
-    home.chmod(0o755)
-    if os.geteuid() == 0:
-        shutil.chown(home, user="postgres")
+    home = private_folder("hpo-pooled-")
     owner = "postgres" if os.geteuid() == 0 else getpass.getuser()
     data = home / "data"
     cluster = PooledPostgres(
@@ -111,7 +108,7 @@ def pooled_postgres(*, max_connections: int, pool_size: int) -> Iterator[PooledP
     pooler: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run(
-            _as_postgres([str(initdb), "-D", str(data), "-U", "postgres", "-A", "trust",
+            as_postgres([str(initdb), "-D", str(data), "-U", "postgres", "-A", "trust",
                           "--no-sync", "-E", "UTF8"]),
             check=True, capture_output=True,
         )  # fmt: skip
@@ -121,7 +118,7 @@ def pooled_postgres(*, max_connections: int, pool_size: int) -> Iterator[PooledP
             "-c fsync=off -c shared_buffers=16MB"
         )
         subprocess.run(
-            _as_postgres([str(pg_ctl), "-D", str(data), "-o", options, "-l",
+            as_postgres([str(pg_ctl), "-D", str(data), "-o", options, "-l",
                           str(home / "server.log"), "-w", "start"]),
             check=True, capture_output=True,
         )  # fmt: skip
@@ -147,11 +144,11 @@ def pooled_postgres(*, max_connections: int, pool_size: int) -> Iterator[PooledP
             for path in (config, home / "users.txt", home / POOL_SETTINGS.name):
                 shutil.chown(path, user=owner)
         pooler = subprocess.Popen(
-            _as_postgres([pgbouncer, str(config)]),
+            as_postgres([pgbouncer, str(config)]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(cluster.pooler_port)
+        wait_for_pooler(cluster.pooler_port)
         yield cluster
     finally:
         if pooler is not None:
@@ -159,19 +156,29 @@ def pooled_postgres(*, max_connections: int, pool_size: int) -> Iterator[PooledP
             pooler.wait(timeout=30)
         if data.exists():
             subprocess.run(
-                _as_postgres([str(pg_ctl), "-D", str(data), "-m", "immediate", "stop"]),
+                as_postgres([str(pg_ctl), "-D", str(data), "-m", "immediate", "stop"]),
                 capture_output=True,
             )
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _wait_for_port(port: int, timeout: float = 30) -> None:
+def private_folder(prefix: str) -> Path:
+    """A temporary folder that the `postgres` user owns (when the tests run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(folder, user="postgres")
+    return folder
+
+
+def wait_for_pooler(port: int, password: str | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with psycopg.connect(
-                host="127.0.0.1", port=port, user="postgres", dbname=DATABASE, connect_timeout=2
-            ):
+                host="127.0.0.1", port=port, user="postgres", dbname=DATABASE, connect_timeout=2,
+                password=password,
+            ):  # fmt: skip
                 return
         except psycopg.OperationalError:
             time.sleep(0.1)

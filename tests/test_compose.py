@@ -75,7 +75,8 @@ def test_compose_file_structure() -> None:
     assert services["create-study"]["depends_on"]["pgbouncer"]["required"] is False
     assert "HPO_DB_PASSWORD: ${HPO_DB_PASSWORD:-" in raw.split("pgbouncer:", 1)[1]
     start = (REPO / pooler["build"] / "start.sh").read_text()
-    assert "%include /etc/pgbouncer/pool.ini" in start and "umask 077" in start
+    assert "%include ${PGBOUNCER_POOL_INI:-/etc/pgbouncer/pool.ini}" in start
+    assert "umask 077" in start and "listen_addr = ${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}" in start
     assert (
         "COPY pool.ini /etc/pgbouncer/pool.ini"
         in (REPO / pooler["build"] / "Dockerfile").read_text()

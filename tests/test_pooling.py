@@ -5,6 +5,7 @@ and a worker that the server turns away waits for a slot instead of failing."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -14,8 +15,24 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import check_finished_grid, create_everywhere, create_small_grid, start_hpo
-from tests.pooled_postgres import Missing, PooledPostgres, pooled_postgres
+from tests.helpers import (
+    REPO,
+    check_finished_grid,
+    create_everywhere,
+    create_small_grid,
+    free_port,
+    run_cli,
+    start_hpo,
+)
+from tests.pooled_postgres import (
+    POOL_SETTINGS,
+    Missing,
+    PooledPostgres,
+    as_postgres,
+    pooled_postgres,
+    private_folder,
+    wait_for_pooler,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 WORKERS = 16
@@ -131,3 +148,50 @@ def test_a_worker_turned_away_by_a_full_server_waits_for_a_slot(
     out = first_line + worker.communicate(timeout=300)[0]
     assert worker.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "worker done: 16 trials" in out, out[-3000:]
+
+
+def test_the_compose_files_pgbouncer_serves_hpo(cluster: PooledPostgres) -> None:
+    """docker/pgbouncer/start.sh, the compose service's entry point, run here as the container
+    would run it (its address and port moved to this machine's loopback): a password-protected
+    PgBouncer in front of the test's server, through which hpo creates and reads a study."""
+    folder = private_folder("hpo-compose-pgbouncer-")
+    # Copies: the postgres user may not be able to read the checkout.
+    for source in (REPO / "docker" / "pgbouncer" / "start.sh", POOL_SETTINGS):
+        shutil.copy(source, folder / source.name)
+    port, password = free_port(), "compose-local-only"
+    env = {
+        **os.environ,
+        "HPO_DB_USER": "postgres",
+        "HPO_DB_PASSWORD": password,
+        "HPO_DB_NAME": "hpo",
+        "HPO_DB_SERVER": "127.0.0.1",
+        "HPO_DB_SERVER_PORT": str(cluster.server_port),
+        "PGBOUNCER_LISTEN_ADDR": "127.0.0.1",
+        "PGBOUNCER_PORT": str(port),
+        "PGBOUNCER_CONF_DIR": str(folder / "run"),
+        "PGBOUNCER_POOL_INI": str(folder / POOL_SETTINGS.name),
+    }
+    pooler = subprocess.Popen(
+        as_postgres(["sh", str(folder / "start.sh")]),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_pooler(port, password)
+        url = f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/hpo"
+        created = run_cli(
+            *("create", "--storage", url, "--study", "compose", "--sampler", "tpe"),
+            *("--n-trials", "2", "--dataset", "synthetic"),
+        )
+        assert created.returncode == 0, created.stderr
+        status = run_cli("status", "--storage", url, "--study", "compose")
+        assert status.returncode == 0 and "2 waiting" in status.stdout, status.stdout
+        refused = run_cli("status", "--storage", url.replace(password, "wrong"), "--study", "x")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert password not in created.stdout + status.stdout + refused.stderr
+    finally:
+        pooler.terminate()
+        pooler.communicate(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -51,13 +51,18 @@ def test_reading_never_creates_a_sqlite_file(tmp_path: Path) -> None:
         open_storage(f"sqlite:///{tmp_path / 'no' / 'x.db'}", create=True)
 
 
-def test_schema_of_another_optuna_version(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("schema", "advice"),
+    [("v99.0.0.a", "pip install -U optuna"), ("v3.0.0.a", "optuna storage upgrade")],
+)
+def test_schema_of_another_optuna_version(tmp_path: Path, schema: str, advice: str) -> None:
     path = tmp_path / "old.db"
     open_storage(f"sqlite:///{path}", create=True)
     with sqlite3.connect(path) as connection:
-        connection.execute("UPDATE alembic_version SET version_num = 'v99.0.0.a'")
-    with pytest.raises(StorageError, match="no longer compatible"):
+        connection.execute(f"UPDATE alembic_version SET version_num = '{schema}'")
+    with pytest.raises(StorageError, match=f"schema \\({schema}\\) is not the one") as raised:
         open_storage(f"sqlite:///{path}")
+    assert advice in str(raised.value)
 
 
 @pytest.mark.server
