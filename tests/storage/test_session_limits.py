@@ -72,21 +72,27 @@ def test_an_ended_session_counts_as_transient_and_a_bad_query_does_not() -> None
     assert reason(ended) == "terminating connection"
 
 
-def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog) -> None:
-    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
-    url = parse_storage_url("postgresql+psycopg://hpo:s3cret@db.example/hpo")
+def _refused(times: int, message: str, sqlstate: str | None = None):
+    """A connect call that the server turns away `times` times, then one that succeeds."""
     attempts = []
 
     def connect() -> str:
         attempts.append(1)
-        if len(attempts) < 3:
-            raise _dbapi_error(
-                sqlalchemy.exc.OperationalError,
-                'connection failed: connection to server at "db.example" failed: FATAL:  '
-                "sorry, too many clients already",
-            )
+        if len(attempts) <= times:
+            raise _dbapi_error(sqlalchemy.exc.OperationalError, message, sqlstate)
         return "connected"
 
+    return connect
+
+
+def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog) -> None:
+    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
+    url = parse_storage_url("postgresql+psycopg://hpo:s3cret@db.example/hpo")
+    connect = _refused(
+        2,
+        'connection failed: connection to server at "db.example" failed: FATAL:  '
+        "sorry, too many clients already",
+    )
     with caplog.at_level(logging.WARNING, logger="hpo.storage"):
         assert _waiting_while_full(connect, url, wait_s=60) == "connected"
     lines = [record.getMessage() for record in caplog.records]
@@ -106,15 +112,7 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
 def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
     monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
-    attempts = []
-
-    def connect() -> str:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise _dbapi_error(sqlalchemy.exc.OperationalError, *refusal)
-        return "connected"
-
-    assert _waiting_while_full(connect, url, wait_s=60) == "connected"
+    assert _waiting_while_full(_refused(1, *refusal), url, wait_s=60) == "connected"
 
 
 def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
