@@ -166,9 +166,6 @@ def retrain(
     for metrics in run.epochs():
         progress.update(metrics)
     final = run.history[-1]
-    verdict = compare_with_trial(params, [m.test_loss for m in run.history], seed, device, speed)
-    if verdict is not None:
-        say(verdict)
     say(
         f"test loss {final.test_loss:.4f}, accuracy {100 * final.test_accuracy:.2f}% "
         f"(top-5 {100 * final.test_top5:.2f}%) after epoch {final.epoch}"
@@ -178,6 +175,9 @@ def retrain(
             else ""
         )
     )
+    verdict = compare_with_trial(params, [m.test_loss for m in run.history], seed, device, speed)
+    if verdict is not None:
+        say(verdict)
     if out is not None:
         save_model(out, run, params, seed, device)
         say(f"saved {out}")
