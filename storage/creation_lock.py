@@ -73,8 +73,7 @@ def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
         {"name": _mysql_name(url), "wait": WAIT_S},
     ).scalar()
     if got != 1:
-        holder = f"another hpo create on {url.render()}"
-        raise StorageError(f"{holder} held its lock for over {WAIT_S} s")
+        raise _held_too_long(url)
     connection.commit()  # the lock is the session's; no transaction stays open while held
 
 
@@ -98,11 +97,13 @@ def _acquire_postgres(connection: sqlalchemy.Connection, url: StorageURL) -> Non
             return
         connection.rollback()  # hands the server connection back while waiting
         if time.monotonic() + delay > deadline:
-            raise StorageError(
-                f"another hpo create on {url.render()} held its lock for over {WAIT_S} s"
-            )
+            raise _held_too_long(url)
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _held_too_long(url: StorageURL) -> StorageError:
+    return StorageError(f"another hpo create on {url.render()} held its lock for over {WAIT_S} s")
 
 
 def _release(connection: sqlalchemy.Connection, url: StorageURL) -> None:

@@ -64,15 +64,11 @@ def open_storage(
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StorageError(describe_error(url, error)) from None
     except optuna.exceptions.StorageInternalError as error:
-        # Optuna's wrapper of a driver error during its schema check: say the driver's words.
+        # Optuna's wrapper of a driver error in its set-up sessions: say the driver's words.
         cause = error.__cause__
         if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
             raise StorageError(describe_error(url, cause)) from None
         raise StorageError(f"{url.render()}: {error}") from None
-    except RuntimeError as error:
-        # Optuna's schema check: the database was set up by another Optuna version.
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StorageError(f"{url.render()}: {first_line}") from None
     if isinstance(storage, ResilientRDBStorage) and outage_s is not None:
         storage.outage_s = outage_s
     # A frozen worker's open transaction is ended by the server within the grace period.

@@ -112,15 +112,16 @@ def with_retries(
         except Exception as error:
             if not retry_if(error) or time.monotonic() + delay > deadline:
                 raise
-            if explain is not None:
-                _log.warning("%s", explain(error, delay))
-            else:
-                _log.warning(
-                    "database unavailable during %s (%s); retrying in %.1f s",
-                    *(name, reason(error), delay),
-                )
+            _log.warning("%s", (explain or _unavailable(name))(error, delay))
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+
+def _unavailable(name: str) -> Callable[[Exception, float], str]:
+    def explain(error: Exception, delay: float) -> str:
+        return f"database unavailable during {name} ({reason(error)}); retrying in {delay:.1f} s"
+
+    return explain
 
 
 def _retrying(name: str) -> Callable[..., Any]:

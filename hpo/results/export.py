@@ -21,7 +21,7 @@ EXPORT_FORMATS = ("json", "yaml")
 def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[str, Any]:
     """{study, trial, learning_rate, batch_size, p_dropout, epoch, test_loss, test_accuracy,
     dataset, preset} of the COMPLETE trial with the lowest test loss, then what reproduces it
-    (`REPRODUCE_KEYS`) and how it was chosen."""
+    and how it was chosen."""
     config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
     export = study_export(study, config)
@@ -43,12 +43,6 @@ def study_export(study: optuna.Study, config: StudyConfig) -> dict[str, Any] | N
     }
 
 
-# After the contract's keys, what `hpo train --params` needs to run the trial again: the study's
-# seed (weights, data order, augmentation), its training subset, the trial's device and fast
-# paths, and its test-loss curve up to the best epoch, to compare the new run with.
-REPRODUCE_KEYS = ("seed", "subset", "epochs", "patience", "device", "speed", "test_loss_curve")
-
-
 def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
     hyperparams = Hyperparams.from_params(best.params)
     epoch = best.user_attrs["best_epoch"]
@@ -64,6 +58,9 @@ def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[s
         "test_accuracy": best.user_attrs["test_accuracy"],
         "dataset": config.dataset,
         "preset": config.preset,
+        # After the contract's keys, what `hpo train --params` needs to run the trial again: the
+        # study's seed (weights, data order, augmentation), its training subset, the trial's
+        # device and fast paths, and its test-loss curve up to the best epoch, to compare with.
         "seed": config.seed,
         "subset": config.subset,
         "epochs": config.epochs,

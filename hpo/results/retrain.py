@@ -64,10 +64,11 @@ def read_params(path: Path) -> RetrainParams:
             raise UsageError(f"epoch must be 1 or more, got {epoch}")
         # The study's own checks of the dataset, preset, seed and subset, and the search
         # space's of the ranges.
+        seed = _number(raw, "seed", int, required=False)
         config = StudyConfig(
             dataset=raw.get("dataset"),
             preset=raw.get("preset"),
-            seed=_number(raw, "seed", int, required=False) or 0,
+            seed=seed or 0,
             subset=_number(raw, "subset", int, required=False),
         )
         check_in_range(hyperparams, config.preset)
@@ -97,7 +98,7 @@ def read_params(path: Path) -> RetrainParams:
         test_loss=raw.get("test_loss"),
         test_accuracy=raw.get("test_accuracy"),
         trial=raw.get("trial") if isinstance(raw.get("trial"), int) else None,
-        seed=raw.get("seed") if raw.get("seed") is not None else None,
+        seed=seed,
         subset=config.subset,
         device=device,
         speed=tuple(speed) if speed is not None else None,
