@@ -1,20 +1,18 @@
 """Every trial of a study as one table row (`hpo export --all`): for pandas, a spreadsheet, or a
-comparison of one study with another, without code against Optuna's tables."""
+comparison of one study with another, without code against Optuna's tables. Imported by that
+command only: pandas takes a moment to load."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
+import pandas
 
 from hpo.errors import UsageError
 from hpo.results.export import write_text
 from hpo.study.recovery import ERROR_ATTR
 from storage import optuna_internals
-
-if TYPE_CHECKING:
-    import pandas
 
 TABLE_SUFFIXES = {".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
 # Our trial attributes (DESIGN.md's contract), as columns after Optuna's own.
@@ -36,16 +34,15 @@ def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> panda
         columns={"number": "trial", "value": "test_loss"}
         | {c: c.removeprefix("params_") for c in frame.columns if c.startswith("params_")}
     )
-    import pandas
-
     for column in ("datetime_start", "datetime_complete"):  # all empty while none has run
         frame[column] = pandas.to_datetime(frame[column])
     frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     trials = study.get_trials(deepcopy=False)
     for column in ATTR_COLUMNS:
         frame[column] = [trial.user_attrs.get(column) for trial in trials]
-    frame["retry_of"] = [optuna_internals.retried_trial_number(trial) for trial in trials]
-    frame["retry_of"] = frame["retry_of"].astype("Int64")  # integers with blanks
+    frame["retry_of"] = pandas.array(  # integers with blanks
+        [optuna_internals.retried_trial_number(trial) for trial in trials], dtype="Int64"
+    )
     frame["error"] = [_error(trial.user_attrs.get(ERROR_ATTR)) for trial in trials]
     return frame
 
