@@ -59,12 +59,17 @@ def run_hpo(
 
 
 def start_hpo(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, output: bool = True
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    output: bool = True,
+    launcher: tuple[str, ...] = ("hpo",),
 ) -> subprocess.Popen[str]:
-    """Start the real `hpo` command line; stdout and stderr piped together, or dropped."""
+    """Start the real `hpo` command line; stdout and stderr piped together, or dropped.
+    `launcher`: the module that runs it, with its own arguments first (tests.freeze_at)."""
     sink = subprocess.PIPE if output else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "-m", "hpo", *args],
+        [sys.executable, "-m", *launcher, *args],
         cwd=cwd or REPO,
         env=_hpo_env(env),
         stdout=sink,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.helpers import REPO, _hpo_env, assert_grid_exactly_once, create_small_grid, start_hpo
+from tests.helpers import assert_grid_exactly_once, create_small_grid, start_hpo
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
@@ -140,16 +139,10 @@ def test_a_frozen_worker_holds_the_others_up_for_about_the_grace_period(
     for index, (moment, (pattern, occurrence)) in enumerate(MOMENTS.items()):
         study = f"grid{index}"
         create_small_grid(url, epochs=3, preset=PRESET, study=study)
-        frozen = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tests.freeze_at", pattern, str(occurrence)),
-                *_worker_args(url, study, tmp_path),
-            ],
-            cwd=REPO,
-            env=_hpo_env({"OMP_NUM_THREADS": "1"}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        frozen = start_hpo(
+            *_worker_args(url, study, tmp_path),
+            env={"OMP_NUM_THREADS": "1"},
+            launcher=("tests.freeze_at", pattern, str(occurrence)),
         )
         scenarios.append(Scenario(study=study, moment=moment, frozen=frozen))
     try:
