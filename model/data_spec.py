@@ -18,3 +18,4 @@ class DataSpec:
     data_dir: str = "data"  # where CIFAR-10 is, or is downloaded to
     subset: int | None = None  # only the first N training images (and N/4 test images)
     seed: int = 0  # draws the synthetic images
+    validation: int | None = None  # hold this many training images out, for selection

@@ -19,6 +19,23 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILE = "test_batch"
 CIFAR10_SIDE = 32
+CLASS_NAMES = {
+    # The label_names of CIFAR-10's batches.meta, in label order.
+    "cifar10": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
+    "digits": tuple(str(digit) for digit in range(10)),
+}
+VALIDATION_SEED = 0  # the validation split is the same in every trial, seed and retraining
 
 
 class DatasetError(Exception):
@@ -33,6 +50,13 @@ class ImageData:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int
+    # Held out of the training images (`hpo create --validation`); None: no validation split.
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES.get(self.name, tuple(f"class {i}" for i in range(self.num_classes)))
 
     @property
     def channels(self) -> int:
@@ -194,4 +218,36 @@ def make_synthetic(
         test_images=test_images,
         test_labels=test_labels,
         num_classes=num_classes,
+    )
+
+
+def split_validation(data: ImageData, count: int, seed: int = VALIDATION_SEED) -> ImageData:
+    """Move `count` training images, drawn with a fixed seed and in proportion to each class's
+    share of the training set, into a validation split."""
+    labels = data.train_labels.numpy()
+    if not 1 <= count < len(labels):
+        raise DatasetError(
+            f"--validation {count} must leave training images: the training set has {len(labels)}"
+        )
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * count / len(labels)
+    quotas = np.floor(exact).astype(np.int64)
+    # Largest remainders first, so the quotas add up to `count` exactly.
+    for index in np.argsort(-(exact - quotas), kind="stable")[: count - int(quotas.sum())]:
+        quotas[index] += 1
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for label, quota in zip(classes, quotas, strict=True):
+        members = np.flatnonzero(labels == label)
+        held[rng.choice(members, size=int(quota), replace=False)] = True
+    mask = torch.from_numpy(held)
+    return ImageData(
+        name=data.name,
+        train_images=data.train_images[~mask],
+        train_labels=data.train_labels[~mask],
+        test_images=data.test_images,
+        test_labels=data.test_labels,
+        num_classes=data.num_classes,
+        val_images=data.train_images[mask],
+        val_labels=data.train_labels[mask],
     )

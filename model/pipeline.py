@@ -86,6 +86,16 @@ class DevicePipeline:
             test = center_crop(test, augment.crop)
         self.test_images = self._normalize(test.to(device))
         self.test_labels = data.test_labels.to(device)
+        # The validation split, prepared as the test set is: what selection goes by, if present.
+        self.val_images: torch.Tensor | None = None
+        self.val_labels: torch.Tensor | None = None
+        if data.val_images is not None and data.val_labels is not None:
+            val = data.val_images
+            if augment is not None:
+                val = center_crop(val, augment.crop)
+            self.val_images = self._normalize(val.to(device))
+            self.val_labels = data.val_labels.to(device)
+        self.crop = augment.crop if augment is not None else None  # center crop of eval images
 
     @property
     def input_size(self) -> int:
@@ -155,9 +165,16 @@ class DevicePipeline:
             out[part] = cropped.view(size, channels, spec.crop, spec.crop)
         return out
 
-    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.test_labels.shape[0], batch_size):
-            yield (
-                self.test_images[start : start + batch_size],
-                self.test_labels[start : start + batch_size],
-            )
+    def eval_batches(
+        self, batch_size: int, split: str = "test"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test (or validation) split in order, normalized (and center-cropped)."""
+        images, labels = (
+            (self.test_images, self.test_labels)
+            if split == "test"
+            else (self.val_images, self.val_labels)
+        )
+        if images is None or labels is None:
+            raise ValueError(f"this pipeline has no {split} split")
+        for start in range(0, labels.shape[0], batch_size):
+            yield images[start : start + batch_size], labels[start : start + batch_size]

@@ -46,10 +46,27 @@ class EpochMetrics:
     test_top5: float
     learning_rate: float  # the rate used during this epoch
     seconds: float
+    # On the held-out validation split, when the study has one (`hpo create --validation`).
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    @property
+    def selection_loss(self) -> float:
+        """The loss that patience, pruning and the best epoch go by: the validation loss when
+        there is a validation split, else the test loss (the seed's rule)."""
+        return self.test_loss if self.val_loss is None else self.val_loss
 
     @property
     def finite(self) -> bool:
-        return math.isfinite(self.train_loss) and math.isfinite(self.test_loss)
+        return all(
+            math.isfinite(value)
+            for value in (self.train_loss, self.test_loss, self.val_loss)
+            if value is not None
+        )
+
+    def better_than(self, other: EpochMetrics | None) -> bool:
+        """A strictly lower selection loss than `other`'s (the first of equals stays best)."""
+        return self.finite and (other is None or self.selection_loss < other.selection_loss)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -59,14 +76,19 @@ class EpochMetrics:
 EpochCallback = Callable[[EpochMetrics], bool]
 
 
-def build_network(
-    config: TrainConfig, pipeline: DevicePipeline, channels: int, num_classes: int
-) -> nn.Module:
-    p_dropout = config.hyperparams.p_dropout if config.preset.dropout else None
-    network = SeedCNN(
-        channels, num_classes, pipeline.input_size, p_dropout, config.preset.batch_norm
-    )
-    return network.to(pipeline.device)
+def network_args(config: TrainConfig, pipeline: DevicePipeline, num_classes: int) -> dict[str, Any]:
+    """`SeedCNN`'s arguments for this run, by name: what a saved model file rebuilds it from."""
+    return {
+        "in_channels": int(pipeline.test_images.shape[1]),
+        "num_classes": num_classes,
+        "image_size": pipeline.input_size,
+        "p_dropout": config.hyperparams.p_dropout if config.preset.dropout else None,
+        "batch_norm": config.preset.batch_norm,
+    }
+
+
+def build_network(config: TrainConfig, pipeline: DevicePipeline, num_classes: int) -> nn.Module:
+    return SeedCNN(**network_args(config, pipeline, num_classes)).to(pipeline.device)
 
 
 @dataclass(kw_only=True)
@@ -80,6 +102,8 @@ class TrainState:
     cpu_rng: torch.Tensor  # dropout and init on the CPU
     data_rng: torch.Tensor  # shuffling, crops and flips
     cuda_rng: torch.Tensor | None = None  # dropout on CUDA
+    # The network's weights after its best epoch so far (`EpochMetrics.better_than`).
+    best_network: dict[str, Any] | None = None
 
     @property
     def epoch(self) -> int:
@@ -105,7 +129,7 @@ class Training:
         device = pipeline.device
         torch.manual_seed(config.seed)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
-        network = build_network(config, pipeline, int(pipeline.test_images.shape[1]), num_classes)
+        network = build_network(config, pipeline, num_classes)
         if config.speed.channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.network = network
@@ -123,6 +147,10 @@ class Training:
             else None
         )
         self.history: list[EpochMetrics] = []
+        # A host copy of the weights after the best epoch so far: a new copy each time, never
+        # written in place, since a checkpoint being written in the background may hold it.
+        self.best: EpochMetrics | None = None
+        self.best_network: dict[str, Any] | None = None
         if resume is not None:
             self._restore(resume)
         self._step = TrainStep(self._step_network, self.optimizer, config.speed, device)
@@ -139,6 +167,7 @@ class Training:
             learning_rate = self.optimizer.param_groups[0]["lr"]
             train_loss, train_accuracy = self.train_pass()
             test_loss, test_accuracy, test_top5 = self.test_pass()
+            val_loss, val_accuracy = self.validation_pass()
             if self.scheduler is not None:
                 self.scheduler.step()
             metrics = EpochMetrics(
@@ -150,8 +179,13 @@ class Training:
                 test_top5=test_top5,
                 learning_rate=learning_rate,
                 seconds=time.perf_counter() - started,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
             )
             self.history.append(metrics)
+            if metrics.better_than(self.best):
+                self.best = metrics
+                self.best_network = _to_cpu(self.network.state_dict())
             yield metrics
 
     def train_pass(self) -> tuple[float, float]:
@@ -163,6 +197,15 @@ class Training:
     def test_pass(self) -> tuple[float, float, float]:
         """Mean loss, top-1 and top-5 accuracy on the test set."""
         return evaluate(self._step_network, self.pipeline, self.config.speed)
+
+    def validation_pass(self) -> tuple[float | None, float | None]:
+        """Mean loss and accuracy on the validation split; (None, None) without one."""
+        if self.pipeline.val_labels is None:
+            return None, None
+        loss, accuracy, _ = evaluate(
+            self._step_network, self.pipeline, self.config.speed, split="validation"
+        )
+        return loss, accuracy
 
     def state(self, into: TrainState | None = None) -> TrainState:
         """A copy of the run's state in host memory (safe to write while training goes on).
@@ -186,6 +229,7 @@ class Training:
             cpu_rng=torch.get_rng_state(),
             data_rng=self.generator.get_state(),
             cuda_rng=torch.cuda.get_rng_state(self.pipeline.device) if cuda else None,
+            best_network=self.best_network,
         )
 
     def _restore(self, state: TrainState) -> None:
@@ -198,6 +242,8 @@ class Training:
         if state.cuda_rng is not None and self.pipeline.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.pipeline.device)
         self.history = list(state.history)
+        self.best = best_epoch(self.history)
+        self.best_network = state.best_network
 
 
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool)
@@ -326,14 +372,19 @@ def _layout(images: torch.Tensor, speed: SpeedOptions) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    network: nn.Module, pipeline: DevicePipeline, speed: SpeedOptions = PLAIN
+    network: nn.Module,
+    pipeline: DevicePipeline,
+    speed: SpeedOptions = PLAIN,
+    split: str = "test",
 ) -> tuple[float, float, float]:
-    """Mean loss, top-1 and top-5 accuracy over the whole test set."""
+    """Mean loss, top-1 and top-5 accuracy over the whole test (or validation) split."""
     network.eval()
     loss_sum = torch.zeros((), device=pipeline.device)
     top1 = torch.zeros((), device=pipeline.device, dtype=torch.int64)
     top5 = torch.zeros((), device=pipeline.device, dtype=torch.int64)
-    for images, labels in pipeline.test_batches(EVAL_BATCH):
+    count = 0
+    for images, labels in pipeline.eval_batches(EVAL_BATCH, split):
+        count += int(labels.shape[0])
         with _autocast(pipeline.device, speed):
             logits = network(_layout(images, speed))
         # The loss in fp32 whatever the autocast: it is what patience and the export compare.
@@ -342,11 +393,13 @@ def evaluate(
         hits = ranked == labels[:, None]
         top1 += hits[:, 0].sum()
         top5 += hits.any(dim=1).sum()
-    count = int(pipeline.test_labels.shape[0])
     return loss_sum.item() / count, top1.item() / count, top5.item() / count
 
 
 def best_epoch(history: list[EpochMetrics]) -> EpochMetrics | None:
-    """The epoch with the lowest finite test loss (the first one on ties), if any."""
-    finite = [m for m in history if math.isfinite(m.test_loss)]
-    return min(finite, key=lambda m: (m.test_loss, m.epoch)) if finite else None
+    """The epoch with the lowest finite selection loss (the first one on ties), if any."""
+    best = None
+    for metrics in history:
+        if metrics.better_than(best):
+            best = metrics
+    return best

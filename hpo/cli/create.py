@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hpo.cli.options import default_of, positive_int
+from hpo.cli.options import default_of, non_negative_int, positive_int
 from hpo.study.config import PRUNERS, SAMPLERS, StudyConfig
 from model.data_spec import DATASETS
 from model.presets import PRESETS
@@ -50,6 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subset", type=positive_int, help="use only this many training images (quick checks)"
     )
+    parser.add_argument(
+        "--validation",
+        type=positive_int,
+        help="hold this many training images out (per-class balanced, fixed draw) and choose "
+        "epochs and the winner on their loss; the test set is then measured for the record only "
+        "(default: choose on the test loss, as the seed does)",
+    )
+    parser.add_argument(
+        "--keep-models",
+        type=non_negative_int,
+        default=default("keep_models"),
+        help="keep the best-epoch weights of this many best trials, as artifacts in the "
+        "checkpoint folder (0: none)",
+    )
 
 
 def run(args: argparse.Namespace, storage_url: str) -> int:
@@ -67,6 +81,8 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
         seed=args.seed,
         preset=args.preset,
         subset=args.subset,
+        validation=args.validation,
+        keep_models=args.keep_models,
     )
     _, created = create_study_at(storage_url, args.study, config)
     what = "created" if created else "exists with the same settings:"

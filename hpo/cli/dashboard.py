@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "uploads are refused; each trial's learning-curve figure needs no folder)",
     )
     parser.add_argument(
+        "--checkpoint-dir",
+        help="the workers' checkpoint folder, whose kept models the dashboard lists for download "
+        "(default: $HPO_CHECKPOINT_DIR, else ./checkpoints)",
+    )
+    parser.add_argument(
         "--token-file",
         type=Path,
         help="file holding the token that every request needs (default: $HPO_DASHBOARD_TOKEN, "
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
             host=args.host,
             port=args.port,
             artifact_dir=args.artifact_dir,
+            checkpoint_dir=args.checkpoint_dir,
             token_file=args.token_file,
             no_token=args.no_token,
             allow_writes=args.allow_writes,

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from hpo.results.export import EXPORT_FORMATS
 
-HELP = "the best parameters and epoch (--all: every trial, as CSV or JSON lines)"
+HELP = (
+    "the best parameters and epoch (--all: every trial, as CSV or JSON lines; --model: the "
+    "winner's weights)"
+)
 TAKES_STORAGE, TAKES_STUDY = True, True
 
 
@@ -21,10 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every trial, one row each: -o trials.csv, or .json/.jsonl for JSON lines "
         "(default: CSV on stdout)",
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE.pt",
+        help="also write the winner's kept best-epoch weights, a self-describing model file "
+        "(nothing is trained)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        help="the workers' checkpoint folder, which holds the kept models (default: "
+        "$HPO_CHECKPOINT_DIR, else ./checkpoints)",
+    )
 
 
 def run(args: argparse.Namespace, storage_url: str) -> int:
-    from hpo.results.export import best_export, render_export, write_text
+    from hpo.results.export import best_export, render_export, write_text, write_winner_model
     from storage import open_storage
 
     if args.all:
@@ -38,7 +53,11 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
         else:
             print(f"wrote {len(table)} trials to {args.output}", file=sys.stderr)
         return 0
-    text = render_export(best_export(open_storage(storage_url), args.study), args.format)
+    storage = open_storage(storage_url)
+    export = best_export(storage, args.study)
+    if args.model is not None:
+        write_winner_model(storage, export, args.model, args.checkpoint_dir)
+    text = render_export(export, args.format)
     if args.output is None:
         sys.stdout.write(text)
     else:

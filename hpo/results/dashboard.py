@@ -29,6 +29,7 @@ class DashboardOptions:
     host: str = "127.0.0.1"  # loopback only
     port: int = 8080
     artifact_dir: Path | None = None  # uploads through the dashboard; None: refused
+    checkpoint_dir: str | None = None  # the workers' folder: its models/ holds kept weights
     token_file: Path | None = None  # the token's file; default: $HPO_DASHBOARD_TOKEN, else random
     no_token: bool = False  # anyone who reaches the port may use it (a machine of one's own)
     allow_writes: bool = False  # create, rename, delete, tell, notes, uploads
@@ -67,6 +68,7 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
     from optuna.artifacts import FileSystemArtifactStore
 
     from hpo.results.trial_figure import CurvesArtifactStore
+    from hpo.trial.folders import models_folder
 
     token = resolve_token(options)
     storage = open_storage(options.storage_url)
@@ -75,6 +77,8 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         if not options.artifact_dir.is_dir():
             raise UsageError(f"--artifact-dir {options.artifact_dir}: no such folder")
         files = FileSystemArtifactStore(str(options.artifact_dir))
+    # Kept models are read from the workers' checkpoint folder (never written through here).
+    models = FileSystemArtifactStore(str(models_folder(options.checkpoint_dir)))
     if not is_loopback(options.host):
         say(
             f"warning: listening on {options.host} exposes the dashboard to every machine that "
@@ -86,7 +90,7 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
             + (" and change or delete studies" if options.allow_writes else "")
         )
     app = DashboardAccess(
-        optuna_dashboard.wsgi(storage, artifact_store=CurvesArtifactStore(storage, files)),
+        optuna_dashboard.wsgi(storage, artifact_store=CurvesArtifactStore(storage, files, models)),
         token=token,
         allow_writes=options.allow_writes,
         port=options.port,

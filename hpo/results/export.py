@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
-from hpo.study.config import StudyConfig
+from hpo.study.config import MODEL_ATTR, StudyConfig
 from hpo.study.queue import best_trial, load_config
 from model.hyperparams import Hyperparams
 
@@ -39,7 +40,7 @@ def study_export(study: optuna.Study, config: StudyConfig) -> dict[str, Any] | N
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return {
         **export_of(study.study_name, best, config),
-        "chosen_by": f"lowest test loss of {len(complete)} complete trials",
+        "chosen_by": f"lowest {config.selected_on} loss of {len(complete)} complete trials",
     }
 
 
@@ -47,6 +48,9 @@ def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[s
     hyperparams = Hyperparams.from_params(best.params)
     epoch = best.user_attrs["best_epoch"]
     curves = best.user_attrs.get("curves", {})
+    # With a validation split the trial's value is its validation loss; the test loss of the
+    # same epoch is then an attribute.
+    validated = config.validation is not None
     return {
         "study": study_name,
         "trial": best.number,
@@ -54,7 +58,7 @@ def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[s
         "batch_size": hyperparams.batch_size,
         "p_dropout": hyperparams.p_dropout,
         "epoch": epoch,
-        "test_loss": best.value,
+        "test_loss": best.user_attrs["test_loss"] if validated else best.value,
         "test_accuracy": best.user_attrs["test_accuracy"],
         "dataset": config.dataset,
         "preset": config.preset,
@@ -68,7 +72,31 @@ def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[s
         "device": best.user_attrs.get("device"),
         "speed": best.user_attrs.get("speed"),
         "test_loss_curve": list(curves.get("test_loss", []))[:epoch] or None,
+        "validation": config.validation,
+        "selected_on": config.selected_on,
+        **({"validation_loss": best.value} if validated else {}),
+        "model_artifact": best.user_attrs.get(MODEL_ATTR),
     }
+
+
+def write_winner_model(
+    storage: optuna.storages.BaseStorage,
+    export: dict[str, Any],
+    out: Path,
+    checkpoint_dir: str | None,
+) -> None:
+    """The exported trial's kept model file, copied to `out`; one line on stderr says so."""
+    from hpo.trial.kept_models import export_model, model_store
+
+    study = optuna.load_study(study_name=export["study"], storage=storage)
+    trial = study.get_trials(deepcopy=False)[export["trial"]]
+    saved = export_model(model_store(checkpoint_dir), trial, out)
+    metrics = saved["metrics"]
+    print(
+        f"wrote {out}: trial {trial.number}, epoch {saved['best_epoch']}, test loss "
+        f"{metrics['test_loss']:.4f}, test accuracy {100 * metrics['test_accuracy']:.2f}%",
+        file=sys.stderr,
+    )
 
 
 def render_export(export: dict[str, Any], fmt: str) -> str:

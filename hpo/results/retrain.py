@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import torch
 import yaml
 
-import hpo
 from hpo.errors import UsageError
 from hpo.results.progress import EpochProgress
 from hpo.study.config import StudyConfig
 from hpo.study.search_space import check_in_range
 from hpo.trial.data import device_pipeline, load_data
+from hpo.trial.kept_models import library_versions
 from model.data_spec import DataSpec
 from model.hyperparams import Hyperparams
+from model.model_file import ModelFileError, model_payload, read_model_file, write_model_file
 from model.presets import PRESETS
 from model.speed import SpeedOptions
-from model.train import EpochMetrics, TrainConfig, Training
+from model.train import EpochMetrics, TrainConfig, Training, network_args
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +38,7 @@ class RetrainParams:
     trial: int | None = None
     seed: int | None = None
     subset: int | None = None
+    validation: int | None = None  # images the study held out of training
     device: str | None = None  # where the trial ran
     speed: tuple[str, ...] | None = None  # its fast paths (model.speed names)
     test_loss_curve: tuple[float, ...] | None = None  # per epoch, up to `epoch`
@@ -70,6 +70,7 @@ def read_params(path: Path) -> RetrainParams:
             preset=raw.get("preset"),
             seed=seed or 0,
             subset=_number(raw, "subset", int, required=False),
+            validation=_number(raw, "validation", int, required=False),
         )
         check_in_range(hyperparams, config.preset)
         speed = raw.get("speed")
@@ -100,6 +101,7 @@ def read_params(path: Path) -> RetrainParams:
         trial=raw.get("trial") if isinstance(raw.get("trial"), int) else None,
         seed=seed,
         subset=config.subset,
+        validation=config.validation,
         device=device,
         speed=tuple(speed) if speed is not None else None,
         test_loss_curve=tuple(float(v) for v in curve) if curve is not None else None,
@@ -146,7 +148,13 @@ def retrain(
     say: Callable[[str], None] = print,
 ) -> EpochMetrics:
     data = load_data(
-        DataSpec(dataset=params.dataset, data_dir=data_dir, seed=seed, subset=params.subset)
+        DataSpec(
+            dataset=params.dataset,
+            data_dir=data_dir,
+            seed=seed,
+            subset=params.subset,
+            validation=params.validation,
+        )
     )
     pipeline = device_pipeline(data, params.dataset, params.preset, device)
     train_config = TrainConfig(
@@ -180,7 +188,7 @@ def retrain(
     if verdict is not None:
         say(verdict)
     if out is not None:
-        save_model(out, run, params, seed, device)
+        save_model(out, run, params, seed, device, data.class_names)
         say(f"saved {out}")
     return final
 
@@ -237,12 +245,28 @@ def speed_for(params: RetrainParams, given: str | None, device: torch.device) ->
 
 
 def save_model(
-    out: Path, run: Training, params: RetrainParams, seed: int, device: torch.device
+    out: Path,
+    run: Training,
+    params: RetrainParams,
+    seed: int,
+    device: torch.device,
+    class_names: tuple[str, ...],
 ) -> None:
+    """The network after the last epoch, as a self-describing model file (model.model_file)."""
     if not out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    payload = {
-        "config": {
+    payload = model_payload(
+        network=network_args(run.config, run.pipeline, len(class_names)),
+        state_dict=run.state().network,
+        preset=params.preset,
+        mean=run.pipeline.stats.mean,
+        std=run.pipeline.stats.std,
+        crop=run.pipeline.crop,
+        class_names=class_names,
+        params={**params.hyperparams.as_params(), "p_dropout": params.hyperparams.p_dropout},
+        metrics=run.history[-1].as_dict(),
+        versions=library_versions(),
+        config={
             **params.hyperparams.as_params(),
             "p_dropout": params.hyperparams.p_dropout,
             "epoch": params.epoch,
@@ -253,32 +277,16 @@ def save_model(
             "seed": seed,
             "device": str(device),
         },
-        "metrics": run.history[-1].as_dict(),
-        "history": [m.as_dict() for m in run.history],
-        "state_dict": run.state().network,
-        "versions": {
-            "hpo": hpo.__version__,
-            "torch": str(torch.__version__),  # a plain string: a TorchVersion is no weight
-            "optuna": optuna.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    partial = out.with_name(out.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(out)
+        history=[m.as_dict() for m in run.history],
+    )
+    write_model_file(out, payload)
 
 
 def load_model(path: Path) -> dict[str, Any]:
-    """A model file written by `save_model`, read with `weights_only=True`: tensors, numbers,
+    """A model file (model.model_file), read with `weights_only=True`: tensors, numbers,
     strings and containers only, so that a file from elsewhere can run no code. Any file that
     does not load that way is refused with one clear error."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UsageError(f"model file {path} not found") from None
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
-        raise UsageError(f"model file {path} refused ({type(error).__name__}: {reason})") from None
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise UsageError(f"model file {path} is not one that hpo train wrote")
-    return payload
+        return read_model_file(path)
+    except ModelFileError as error:
+        raise UsageError(str(error)) from None

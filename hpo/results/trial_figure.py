@@ -81,21 +81,33 @@ def _short(value: object) -> str:
 
 
 class CurvesArtifactStore:
-    """An optuna ArtifactStore: curves artifacts drawn from `storage`, others from `files`.
+    """An optuna ArtifactStore: curves artifacts drawn from `storage`, others read from `files`
+    (uploads through the dashboard) or else `models` (the kept best-epoch weights).
 
-    Without `files`, artifacts other than the curves (uploads from the dashboard) are refused.
+    Without `files`, uploads from the dashboard are refused.
     """
 
-    def __init__(self, storage: BaseStorage, files: ArtifactStore | None = None) -> None:
+    def __init__(
+        self,
+        storage: BaseStorage,
+        files: ArtifactStore | None = None,
+        models: ArtifactStore | None = None,
+    ) -> None:
         self.storage = storage
         self.files = files
+        self.models = models
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
         trial_id = trial_id_of(artifact_id)
         if trial_id is None:
-            if self.files is None:
-                raise ArtifactNotFound(f"artifact {artifact_id} is not a learning-curve figure")
-            return self.files.open_reader(artifact_id)
+            for store in (self.files, self.models):
+                if store is None:
+                    continue
+                try:
+                    return store.open_reader(artifact_id)
+                except (ArtifactNotFound, FileNotFoundError):
+                    pass
+            raise ArtifactNotFound(f"artifact {artifact_id} is not stored here")
         try:
             trial = self.storage.get_trial(trial_id)
         except KeyError:

@@ -12,6 +12,8 @@ from model.presets import DEFAULT_PRESET, PRESETS
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 CONFIG_ATTR = "hpo_config"  # study user attr holding `StudyConfig.to_dict()`
+MODEL_ATTR = "model_artifact"  # trial user attr: the artifact id of its kept best-epoch weights
+SEED_ATTR = "seed"  # trial user attr: a training seed other than the study's (hpo confirm)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +28,11 @@ class StudyConfig:
     seed: int = 0
     preset: str = DEFAULT_PRESET
     subset: int | None = None  # use only this many training images (quick runs)
+    # Hold this many training images out and select on their loss (None: on the test loss).
+    validation: int | None = None
+    keep_models: int = 3  # the best-epoch weights of this many best trials are kept
+    # Set in a confirmation study (`hpo confirm`): the study whose winners it retrains.
+    confirms: str | None = None
 
     def __post_init__(self) -> None:
         _choice("sampler", self.sampler, SAMPLERS)
@@ -36,6 +43,10 @@ class StudyConfig:
         _positive("patience", self.patience)
         if self.subset is not None:
             _positive("subset", self.subset)
+        if self.validation is not None:
+            _positive("validation", self.validation)
+        if not isinstance(self.keep_models, int) or self.keep_models < 0:
+            raise UsageError(f"--keep-models must be 0 or more, got {self.keep_models!r}")
         if self.sampler == "tpe":
             if self.n_trials is None:
                 raise UsageError("--n-trials is required with --sampler tpe (the search budget)")
@@ -46,8 +57,17 @@ class StudyConfig:
     @property
     def data_spec(self) -> DataSpec:
         return DataSpec(
-            dataset=self.dataset, data_dir=self.data_dir, subset=self.subset, seed=self.seed
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            subset=self.subset,
+            seed=self.seed,
+            validation=self.validation,
         )
+
+    @property
+    def selected_on(self) -> str:
+        """Which loss picks the best epoch and the winner: "validation" or "test"."""
+        return "test" if self.validation is None else "validation"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

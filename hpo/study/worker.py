@@ -38,6 +38,7 @@ from storage.sqlite_lock import one_worker_per_sqlite_file
 
 if TYPE_CHECKING:  # imported once there is work: they bring torch (see the module's docstring)
     from hpo.trial.checkpoints import AsyncCheckpoints
+    from hpo.trial.kept_models import ModelStore
     from hpo.trial.objective import Objective
 
 
@@ -110,6 +111,7 @@ class _Worker:
         self.say = say
         self.states: Counter[str] = Counter()
         self.failures_in_a_row = 0
+        self.models: ModelStore | None = None  # set when the worker starts training
 
     def retry_dead_trials(self) -> None:
         retry_dead_trials(
@@ -136,9 +138,11 @@ class _Worker:
     def _start(self, preemption: Preemption) -> tuple[Objective, AsyncCheckpoints]:
         """Load the data onto the device and make the objective; say what this worker runs."""
         from hpo.results.progress import EpochProgress
-        from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore, checkpoint_root
+        from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
         from hpo.trial.data import device_pipeline, load_data
         from hpo.trial.device import resolve_device, resolve_speed
+        from hpo.trial.folders import checkpoint_root
+        from hpo.trial.kept_models import model_store
         from hpo.trial.objective import Objective
 
         config = self.study.config
@@ -146,9 +150,9 @@ class _Worker:
         speed = resolve_speed(self.options.speed, device)
         data = load_data(config.data_spec)
         pipeline = device_pipeline(data, config.dataset, config.preset, device)
-        checkpoints = AsyncCheckpoints(
-            CheckpointStore(checkpoint_root(self.options.checkpoint_dir))
-        )
+        root = checkpoint_root(self.options.checkpoint_dir)
+        checkpoints = AsyncCheckpoints(CheckpointStore(root))
+        self.models = model_store(self.options.checkpoint_dir)
         progress = EpochProgress(config.epochs)
         objective = Objective(
             config,
@@ -160,6 +164,8 @@ class _Worker:
             progress=(lambda number, metrics: progress.update(metrics, f"trial {number} "))
             if progress.enabled
             else None,
+            models=self.models,
+            class_names=data.class_names,
         )
         self.say(
             f"worker {os.getpid()}: study {self.options.study_name!r} ({config.sampler}, "
@@ -200,6 +206,13 @@ class _Worker:
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.states[trial.state.name] += 1
         self.say(describe_trial(trial, best_trial(study)))
+        if self.models is not None:
+            from hpo.trial.kept_models import prune_models
+
+            try:
+                prune_models(study, self.study.config.keep_models, self.models)
+            except OSError as error:  # the next trial's pruning tries again
+                self.say(f"warning: kept models not pruned: {error}")
 
     def _on_failure(self, number: int | None, error: Exception) -> None:
         if queued_again(self.study, number):

@@ -25,14 +25,7 @@ import torch
 
 from model.train import EpochMetrics, TrainState
 
-CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
 WRITER_IDLE_CHECK_S = 0.2  # how often an idle writer thread checks whether the program is ending
-
-
-def checkpoint_root(given: str | None) -> Path:
-    """The checkpoint folder: as given, else $HPO_CHECKPOINT_DIR, else ./checkpoints."""
-    return Path(given or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
 
 
 class CheckpointStore:

@@ -8,7 +8,14 @@ import torch
 
 from hpo.errors import UsageError
 from model.data_spec import DataSpec
-from model.datasets import DatasetError, ImageData, augment_spec, load_dataset, make_synthetic
+from model.datasets import (
+    DatasetError,
+    ImageData,
+    augment_spec,
+    load_dataset,
+    make_synthetic,
+    split_validation,
+)
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 
@@ -16,14 +23,17 @@ SYNTHETIC_TRAIN = 2000  # CIFAR-sized synthetic images when no subset is given
 
 
 def load_data(spec: DataSpec) -> ImageData:
+    """The images `spec` names: the subset first, then the validation split out of it."""
     try:
         if spec.dataset == "synthetic":
             n_train = spec.subset or SYNTHETIC_TRAIN
-            return make_synthetic(n_train=n_train, n_test=_test_size(n_train), seed=spec.seed)
-        data = load_dataset(spec.dataset, spec.data_dir)
+            data = make_synthetic(n_train=n_train, n_test=_test_size(n_train), seed=spec.seed)
+        else:
+            data = load_dataset(spec.dataset, spec.data_dir)
+            data = _subset(data, spec.subset) if spec.subset else data
+        return split_validation(data, spec.validation) if spec.validation else data
     except DatasetError as error:
         raise UsageError(str(error)) from None
-    return _subset(data, spec.subset) if spec.subset else data
 
 
 def _test_size(n_train: int) -> int:

@@ -96,6 +96,7 @@ CURVE_KEYS = (
     "learning_rate",
     "seconds",
 )
+VALIDATION_KEYS = ("val_loss", "val_accuracy")  # curves of a study with a validation split
 
 
 @dataclass(kw_only=True)
@@ -123,14 +124,17 @@ class EpochBook:
         self.epochs_run = metrics.epoch
         for key in CURVE_KEYS:
             self.curves[key].append(getattr(metrics, key))
+        if metrics.val_loss is not None:
+            for key in VALIDATION_KEYS:
+                self.curves.setdefault(key, []).append(getattr(metrics, key))
         if self.writer is not None:
             self.writer.publish(self.json_curves)
         if not metrics.finite:
             self.stop_reason = "diverged"
             return True
-        if self.best is None or metrics.test_loss < self.best.test_loss:
+        if metrics.better_than(self.best):
             self.best = metrics
-        if self._report_and_should_prune(metrics.epoch, metrics.test_loss):
+        if self._report_and_should_prune(metrics.epoch, metrics.selection_loss):
             self.stop_reason = "patience" if self.patience_spent(metrics.epoch) else "pruned"
             return True
         if metrics.epoch >= self.max_epochs:
@@ -139,7 +143,7 @@ class EpochBook:
         return False
 
     def patience_spent(self, epoch: int) -> bool:
-        """Whether `patience` epochs up to `epoch` brought no lower test loss."""
+        """Whether `patience` epochs up to `epoch` brought no lower selection loss."""
         return self.best is not None and epoch - self.best.epoch >= self.patience
 
     def user_attrs(self) -> dict[str, object]:
@@ -156,6 +160,8 @@ class EpochBook:
                 train_loss=self.best.train_loss,
                 train_accuracy=self.best.train_accuracy,
             )
+            if self.best.val_loss is not None:  # the value is then the validation loss
+                attrs.update(test_loss=self.best.test_loss, val_accuracy=self.best.val_accuracy)
         return attrs
 
     def _report_and_should_prune(self, epoch: int, loss: float) -> bool:

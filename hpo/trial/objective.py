@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 import torch
@@ -12,11 +14,12 @@ from optuna.trial import TrialState
 
 from hpo.errors import TakenOver
 from hpo.results.trial_figure import register_curves_artifact
-from hpo.study.config import StudyConfig
+from hpo.study.config import SEED_ATTR, StudyConfig
 from hpo.study.recovery import lineage, record_error
 from hpo.study.search_space import suggest
 from hpo.trial.checkpoints import AsyncCheckpoints
 from hpo.trial.epoch_book import EpochBook
+from hpo.trial.kept_models import ModelStore, best_model_payload, keep_model
 from hpo.trial.preemption import Preempted, Preemption
 from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from model.pipeline import DevicePipeline
@@ -46,6 +49,8 @@ class Objective:
         preemption: Preemption | None = None,
         progress: Callable[[int, EpochMetrics], None] | None = None,
         live_curves_s: float | None = LIVE_CURVES_INTERVAL_S,
+        models: ModelStore | None = None,
+        class_names: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -55,6 +60,8 @@ class Objective:
         self.preemption = preemption or Preemption()
         self.progress = progress  # told of every epoch (trial number, metrics)
         self.live_curves_s = live_curves_s  # None: curves written at the trial's end only
+        self.models = models  # where completed trials keep their best-epoch weights (None: not)
+        self.class_names = class_names
         self.last_trial_number: int | None = None
         # Set when the last trial turned out to be another worker's: Optuna's `tell` then fails
         # with an error of its own, which must not be taken for this trial's failure.
@@ -76,7 +83,8 @@ class Objective:
             hyperparams=suggest(trial, self.config.sampler, self.config.preset),
             max_epochs=self.config.epochs,
             preset=PRESETS[self.config.preset],
-            seed=self.config.seed,
+            # A confirmation trial carries its own seed (hpo.study.confirm).
+            seed=trial.user_attrs.get(SEED_ATTR, self.config.seed),
             speed=self.speed,
         )
         study_name = trial.study.study_name
@@ -97,17 +105,17 @@ class Objective:
             pruning_view=frozen,
         )
         stopped = False
+        best_weights = resume.best_network if resume is not None else None
         try:
             if resume is not None:
                 trial.set_user_attr("resumed_from_epoch", resume.epoch)
                 stopped = any(book.on_epoch(metrics) for metrics in resume.history)
             if not stopped:
-                self._train(
-                    Training(train_config, self.pipeline, self.num_classes, resume),
-                    book,
-                    study_name,
-                    key,
-                )
+                run = Training(train_config, self.pipeline, self.num_classes, resume)
+                try:
+                    self._train(run, book, study_name, key)
+                finally:
+                    best_weights = run.best_network
         except torch.OutOfMemoryError:
             book.stop_reason = "oom"
             gc.collect()
@@ -125,7 +133,38 @@ class Objective:
             self.checkpoints.remove(study_name, key)
         if book.stop_reason in ("diverged", "pruned", "oom") or book.best is None:
             raise optuna.TrialPruned(f"{book.stop_reason} at epoch {book.epochs_run}")
-        return book.best.test_loss
+        if best_weights is not None:
+            self._keep_model(trial, train_config, book.best, best_weights)
+        return book.best.selection_loss
+
+    def _keep_model(
+        self,
+        trial: optuna.Trial,
+        train_config: TrainConfig,
+        best: EpochMetrics,
+        weights: dict[str, Any],
+    ) -> None:
+        if self.models is None or self.config.keep_models == 0:
+            return
+        payload = best_model_payload(
+            study_name=trial.study.study_name,
+            trial_number=trial.number,
+            config=self.config,
+            train_config=train_config,
+            pipeline=self.pipeline,
+            num_classes=self.num_classes,
+            class_names=self.class_names,
+            best=best,
+            weights=weights,
+        )
+        try:
+            keep_model(trial, self.models, payload)
+        except OSError as error:  # the result stands without its weights: no reason to rerun
+            print(
+                f"warning: trial {trial.number}'s weights not kept in {self.models.folder}: "
+                f"{error.strerror or error}",
+                file=sys.stderr,
+            )
 
     def _check_still_ours(self, trial: optuna.Trial) -> None:
         # Reporting to a trial that another worker failed raises nothing, so ask the database.

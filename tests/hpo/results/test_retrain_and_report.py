@@ -11,10 +11,14 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from hpo.cli import main
 from hpo.errors import UsageError
 from hpo.results.retrain import load_model
+from hpo.trial.data import load_data
+from model.data_spec import DataSpec
+from model.model_file import load_network, prepare_images
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +49,8 @@ def digits_study(tmp_path_factory) -> tuple[str, Path]:
                 "3",
                 "--subset",
                 "800",
+                "--keep-models",
+                "2",
             ]
         )
         == 0
@@ -102,6 +108,48 @@ def test_train_reproduces_the_trial_from_its_yaml_export(digits_study, capsys) -
     assert saved["metrics"]["test_loss"] == pytest.approx(exported["test_loss"], rel=1e-5)
     assert {"hpo", "torch", "optuna", "python"} <= set(saved["versions"])
     assert "classifier.1.weight" in saved["state_dict"]
+
+
+def test_the_winners_kept_weights_give_the_exported_accuracy(digits_study) -> None:
+    url, folder = digits_study
+    exported = json.loads((folder / "best.json").read_text())
+    out = folder / "winner.pt"
+    checkpoints = ["--checkpoint-dir", str(folder / "ck")]
+    export = ["export", "--storage", url, "--study", "d"]
+    assert main([*export, "--model", str(out), *checkpoints]) == 0
+    # The README's lines: the file alone rebuilds the network and its input preparation.
+    network, saved = load_network(out)
+    data = load_data(DataSpec(dataset="digits", subset=800, seed=3))
+    with torch.no_grad():
+        predicted = network(prepare_images(saved, data.test_images)).argmax(dim=1)
+    accuracy = (predicted == data.test_labels).sum().item() / len(data.test_labels)
+    assert accuracy == exported["test_accuracy"]
+    assert saved["best_epoch"] == exported["epoch"] and saved["trial"] == exported["trial"]
+    assert saved["params"]["learning_rate"] == exported["learning_rate"]
+    assert saved["class_names"] == [str(digit) for digit in range(10)]
+    assert saved["preset"] == exported["preset"] and saved["crop"] == 8
+    assert len(saved["normalization"]["mean"]) == len(saved["normalization"]["std"]) == 1
+    assert {"hpo", "torch", "optuna", "python"} <= set(saved["versions"])
+    # Only the two best complete trials keep their files (--keep-models 2 of 3), and each is
+    # listed among its trial's artifacts for optuna-dashboard.
+    study = optuna.load_study(study_name="d", storage=url)
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    assert len(complete) == 3
+    kept = {trial.user_attrs["model_artifact"] for trial in complete[:2]}
+    assert {path.name for path in (folder / "ck" / "models").iterdir()} == kept
+    storage = optuna.storages.get_storage(url)
+    for trial in complete[:2]:
+        listed = optuna.artifacts.get_all_artifact_meta(trial, storage=storage)
+        assert trial.user_attrs["model_artifact"] in {meta.artifact_id for meta in listed}
+
+
+def test_export_model_of_a_trial_whose_weights_were_not_kept(digits_study, tmp_path, capsys):
+    url, _folder = digits_study
+    empty = ["--checkpoint-dir", str(tmp_path)]
+    out = tmp_path / "m.pt"
+    assert main(["export", "--storage", url, "--study", "d", "--model", str(out), *empty]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was not kept" in err[0] and not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,168 @@
+"""The best-epoch weights of a study's best trials, kept as Optuna artifacts.
+
+Each trial that completes uploads a model file (model.model_file) of its best epoch through
+`optuna.artifacts.upload_artifact`, into `<checkpoint folder>/models`, so that optuna-dashboard
+lists it among the trial's artifacts. After each trial, the study keeps the files of its
+`keep_models` best COMPLETE trials and removes the rest (Determined's `save_trial_best`, Ray's
+`num_to_keep`).
+
+Several workers prune at once without a lock: a worker removes a trial's file only when it sees
+`keep_models` COMPLETE trials better than that one, and a finished trial's value never changes,
+so no worker can remove a file of the true top K. Two workers finishing together may each keep
+their own trial for a moment; the next trial's pruning removes the extra file.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+
+import hpo
+from hpo.errors import UsageError
+from hpo.study.config import MODEL_ATTR, StudyConfig
+from hpo.trial.folders import models_folder
+from model.model_file import ModelFileError, model_payload, read_model_file, write_model_file
+from model.pipeline import DevicePipeline
+from model.train import EpochMetrics, TrainConfig, network_args
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "hpo": hpo.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """The folder of kept model files, and Optuna's artifact store over it."""
+
+    folder: Path
+
+    @property
+    def artifacts(self) -> FileSystemArtifactStore:
+        return FileSystemArtifactStore(str(self.folder))
+
+
+def model_store(checkpoint_dir: str | None) -> ModelStore:
+    """The kept models of the checkpoint folder `checkpoint_dir` (None: the default one)."""
+    return ModelStore(models_folder(checkpoint_dir))
+
+
+def best_model_payload(
+    *,
+    study_name: str,
+    trial_number: int,
+    config: StudyConfig,
+    train_config: TrainConfig,
+    pipeline: DevicePipeline,
+    num_classes: int,
+    class_names: tuple[str, ...],
+    best: EpochMetrics,
+    weights: dict[str, Any],
+) -> dict[str, Any]:
+    return model_payload(
+        network=network_args(train_config, pipeline, num_classes),
+        state_dict=weights,
+        preset=config.preset,
+        mean=pipeline.stats.mean,
+        std=pipeline.stats.std,
+        crop=pipeline.crop,
+        class_names=class_names,
+        params=train_config.hyperparams.as_params()
+        | {"p_dropout": train_config.hyperparams.p_dropout},
+        metrics=best.as_dict(),
+        versions=library_versions(),
+        study=study_name,
+        trial=trial_number,
+        dataset=config.dataset,
+        seed=train_config.seed,
+        subset=config.subset,
+        validation=config.validation,
+        selected_on=config.selected_on,
+    )
+
+
+def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) -> str:
+    """Upload the model file as an artifact of the (running) trial; its id is also the trial's
+    `model_artifact` attribute."""
+    store.folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.folder, prefix=".upload-") as folder:
+        path = Path(folder) / f"trial-{trial.number}-epoch-{payload['best_epoch']}.pt"
+        write_model_file(path, payload)
+        with warnings.catch_warnings():  # experimental in Optuna 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            artifact_id = optuna.artifacts.upload_artifact(
+                artifact_store=store.artifacts,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype="application/octet-stream",
+            )
+    trial.set_user_attr(MODEL_ATTR, artifact_id)
+    return artifact_id
+
+
+def prune_models(study: optuna.Study, keep: int, store: ModelStore) -> int:
+    """Remove the model files of all finished trials but the `keep` best COMPLETE ones; returns
+    how many were removed. Running trials' files are left alone: they may be the best yet."""
+    holders = [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state.is_finished() and MODEL_ATTR in trial.user_attrs
+    ]
+    complete = sorted(
+        (t for t in holders if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number)
+    )
+    kept = {trial.user_attrs[MODEL_ATTR] for trial in complete[:keep]}
+    removed = 0
+    artifacts = store.artifacts
+    for trial in holders:
+        artifact_id = trial.user_attrs[MODEL_ATTR]
+        if artifact_id in kept:
+            continue
+        try:
+            artifacts.remove(artifact_id)
+            removed += 1
+        except (ArtifactNotFound, FileNotFoundError):
+            pass  # removed already, by this worker or another
+    return removed
+
+
+def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, Any]:
+    """Copy the trial's kept model file to `out`, checked to load first; returns its contents."""
+    artifact_id = trial.user_attrs.get(MODEL_ATTR)
+    try:
+        if artifact_id is None:
+            raise ArtifactNotFound(artifact_id)
+        reader = store.artifacts.open_reader(artifact_id)
+    except (ArtifactNotFound, FileNotFoundError):
+        kept = "was not kept" if artifact_id is not None else "has no kept weights"
+        raise UsageError(
+            f"trial {trial.number}'s model {kept} in {store.folder} (a study keeps the weights "
+            "of its best --keep-models trials; pass the workers' --checkpoint-dir, or retrain "
+            "it with hpo train --params)"
+        ) from None
+    if not out.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with reader, partial.open("wb") as copy:
+            shutil.copyfileobj(reader, copy)
+        saved = read_model_file(partial)
+        partial.replace(out)
+    except ModelFileError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return saved
