@@ -34,11 +34,12 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = best_trial(study)
     export = study_export(study, config)
+    loss_name = f"{config.selected_on} loss"  # what the trials' values are
     sections = [
         section("Best configuration", _best_table(export)),
         section("Trials by state and stop reason", figure_html(_counts_figure(trials))),
-        section(f"Top {TOP_TRIALS} trials", _top_table(complete)),
-        section("Optimization history", figure_html(_history_figure(complete))),
+        section(f"Top {TOP_TRIALS} trials", _top_table(complete, loss_name)),
+        section("Optimization history", figure_html(_history_figure(complete, loss_name))),
         section(
             "Test-loss curves of all trials (best in red)",
             figure_html(_curves_figure(trials, best)),
@@ -54,14 +55,17 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     sections += [
         section("Hyper-parameter importance", _importance(study, complete)),
         section(
-            "Best test loss by learning rate and batch size", figure_html(_heatmap_figure(complete))
+            f"Best {loss_name} by learning rate and batch size",
+            figure_html(_heatmap_figure(complete)),
         ),
         section("Parallel coordinates", figure_html(_parallel_figure(complete))),
     ]
     title = f"hpo report: {study_name}"
     subtitle = (
         f"{config.sampler} on {config.dataset}, preset {config.preset}, up to "
-        f"{config.epochs} epochs, patience {config.patience}; {len(trials)} trials; "
+        f"{config.epochs} epochs, patience {config.patience}; chosen on the {loss_name}"
+        + (f" ({config.validation} held-out images)" if config.validation else "")
+        + f"; {len(trials)} trials; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}"
     )
     return html_page(title, subtitle, sections)
@@ -78,7 +82,7 @@ def _best_table(export: dict[str, Any] | None) -> str:
     return table_html(["", "value"], rows, row_id="best")
 
 
-def _top_table(complete: list[FrozenTrial]) -> str:
+def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:
     ranked = sorted(complete, key=lambda t: (t.value, t.number))[:TOP_TRIALS]
     rows = [
         [
@@ -101,7 +105,7 @@ def _top_table(complete: list[FrozenTrial]) -> str:
             "batch",
             "dropout",
             "best epoch",
-            "test loss",
+            loss_name,
             "test accuracy",
             "epochs run",
             "stop",
@@ -125,7 +129,7 @@ def _counts_figure(trials: list[FrozenTrial]) -> go.Figure:
     return figure
 
 
-def _history_figure(complete: list[FrozenTrial]) -> go.Figure:
+def _history_figure(complete: list[FrozenTrial], loss_name: str) -> go.Figure:
     ordered = sorted(complete, key=lambda t: t.number)
     numbers = [t.number for t in ordered]
     values = [t.value for t in ordered]
@@ -137,7 +141,7 @@ def _history_figure(complete: list[FrozenTrial]) -> go.Figure:
         mode="lines",
         name="best so far",
     )
-    figure.update_layout(xaxis_title="trial", yaxis_title="lowest test loss", yaxis_type="log")
+    figure.update_layout(xaxis_title="trial", yaxis_title=f"lowest {loss_name}", yaxis_type="log")
     return figure
 
 

@@ -25,7 +25,8 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     lines = [
         f"study {study_name!r}: {config.sampler} on {config.dataset}, preset {config.preset}, "
         f"up to {config.epochs} epochs, patience {config.patience}, pruner {config.pruner}, "
-        f"{budget}",
+        f"{budget}"
+        + (f", chosen on {config.validation} held-out images" if config.validation else ""),
         f"trials: {len(trials)} — "
         + ", ".join(f"{states.get(s, 0)} {s.name.lower()}" for s in TrialState),
     ]
@@ -45,7 +46,7 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     best = best_trial(study)
     if best is not None:
         lines.append(
-            f"best: trial {best.number}, test loss {best.value:.4f} at epoch "
+            f"best: trial {best.number}, {config.selected_on} loss {best.value:.4f} at epoch "
             f"{best.user_attrs.get('best_epoch')} (accuracy "
             f"{100 * best.user_attrs.get('test_accuracy', 0.0):.1f}%), {format_params(best.params)}"
         )

@@ -11,6 +11,8 @@ import pandas
 
 from hpo.errors import UsageError
 from hpo.results.export import write_text
+from hpo.study.config import SEED_ATTR
+from hpo.study.queue import load_config
 from hpo.study.recovery import ERROR_ATTR
 from storage import optuna_internals
 
@@ -21,25 +23,32 @@ ATTR_COLUMNS = ("best_epoch", "epochs_run", "stop_reason", "test_accuracy", "dev
 
 def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> pandas.DataFrame:
     """One row per trial, from Optuna's `trials_dataframe`, with plain column names: trial,
-    state, test_loss (the trial's value: its lowest test loss), the parameters, start, end and
+    state, test_loss (the trial's value: its lowest test loss; with a validation split, val_loss
+    and then the test loss of the same epoch), the parameters, start, end and
     duration in seconds, then best epoch, epochs run, stop reason, test accuracy, device, the trial
     it retries (empty if none) and its error (type: message) if it raised."""
+    config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
     frame = study.trials_dataframe(
         attrs=("number", "state", "value", "params", "datetime_start", "datetime_complete")
     )
     if frame.empty:
         raise UsageError(f"study {study_name!r} has no trials")
+    value_column = "val_loss" if config.validation else "test_loss"
     frame = frame.rename(
-        columns={"number": "trial", "value": "test_loss"}
+        columns={"number": "trial", "value": value_column}
         | {c: c.removeprefix("params_") for c in frame.columns if c.startswith("params_")}
     )
     for column in ("datetime_start", "datetime_complete"):  # all empty while none has run
         frame[column] = pandas.to_datetime(frame[column])
     frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     trials = study.get_trials(deepcopy=False)
+    if config.validation:  # the values are validation losses; the test loss is an attribute
+        frame.insert(3, "test_loss", [trial.user_attrs.get("test_loss") for trial in trials])
     for column in ATTR_COLUMNS:
         frame[column] = [trial.user_attrs.get(column) for trial in trials]
+    if config.confirms:  # a confirmation study: each trial's training seed
+        frame["seed"] = [trial.user_attrs.get(SEED_ATTR) for trial in trials]
     frame["retry_of"] = pandas.array(  # integers with blanks
         [optuna_internals.retried_trial_number(trial) for trial in trials], dtype="Int64"
     )

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from model import datasets
-from model.datasets import DatasetError, load_cifar10, load_digits, make_synthetic
+from model.datasets import (
+    DatasetError,
+    load_cifar10,
+    load_digits,
+    make_synthetic,
+    split_validation,
+)
 
 
 def write_cifar_folder(root: Path, per_batch: int = 6) -> dict[str, np.ndarray]:
@@ -94,3 +100,21 @@ def test_synthetic_is_deterministic_and_sized() -> None:
     assert not torch.equal(
         a.train_images, make_synthetic(n_train=40, n_test=20, seed=4).train_images
     )
+
+
+def test_the_validation_split_is_fixed_balanced_and_disjoint() -> None:
+    data = load_digits()
+    split = split_validation(data, 300)
+    assert len(split.val_labels) == 300
+    assert len(split.train_labels) == len(data.train_labels) - 300
+    # Per class in proportion to its share of the training set (to within one image).
+    shares = torch.bincount(data.train_labels, minlength=10) * 300 / len(data.train_labels)
+    held = torch.bincount(split.val_labels, minlength=10)
+    assert ((held - shares).abs() < 1).all(), (held, shares)
+    # Disjoint: every training image is either kept or held out, never both.
+    kept = {tuple(image.flatten().tolist()) for image in split.train_images}
+    assert not any(tuple(image.flatten().tolist()) in kept for image in split.val_images[:50])
+    assert torch.equal(split_validation(data, 300).val_images, split.val_images)  # a fixed draw
+    assert torch.equal(split.test_images, data.test_images)
+    with pytest.raises(DatasetError, match="must leave training images"):
+        split_validation(data, len(data.train_labels))
