@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -188,3 +189,11 @@ def check_finished_grid(storage_url: str, cwd: Path, preset: str = "batchnorm") 
         "worker", "--storage", storage_url, "--study", "grid", "--device", "cpu", cwd=cwd
     )
     assert late.returncode == 0 and "worker done: 0 trials" in late.stdout
+
+
+def figure_traces(page: str, section_title: str) -> list[dict]:
+    """The data of the first plotly figure of a section, as the page hands it to plotly."""
+    after = page.split(f"<h2>{section_title}</h2>")[1]
+    start = re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", after).end()
+    traces, _ = json.JSONDecoder().raw_decode(after[start:])
+    return traces

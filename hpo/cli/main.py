@@ -17,6 +17,7 @@ from types import ModuleType
 import optuna
 
 from hpo.cli import (
+    confirm,
     create,
     dashboard,
     demo,
@@ -46,6 +47,7 @@ COMMANDS: dict[str, ModuleType] = {
     "worker": worker,
     "launch": launch,
     "status": status,
+    "confirm": confirm,
     "export": export,
     "report": report,
     "train": train,

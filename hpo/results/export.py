@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,13 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
+from hpo.results.confirmation import (
+    Confirmation,
+    Interval,
+    load_confirmation,
+    mean_interval,
+    verdict,
+)
 from hpo.study.config import MODEL_ATTR, StudyConfig
 from hpo.study.queue import best_trial, load_config
 from model.hyperparams import Hyperparams
@@ -25,23 +33,73 @@ def best_export(storage: optuna.storages.BaseStorage, study_name: str) -> dict[s
     and how it was chosen."""
     config = load_config(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=storage)
-    export = study_export(study, config)
+    export = study_export(study, config, load_confirmation(storage, study_name))
     if export is None:
         raise UsageError(f"study {study_name!r} has no completed trial yet")
     return export
 
 
-def study_export(study: optuna.Study, config: StudyConfig) -> dict[str, Any] | None:
+def study_export(
+    study: optuna.Study, config: StudyConfig, confirmation: Confirmation | None = None
+) -> dict[str, Any] | None:
     """The export of the study's best trial, and how it was chosen; None before any trial
-    completed."""
+    completed. After a finished confirmation (hpo confirm), the confirmed leader instead, with
+    its mean best epoch and metrics over the new seeds."""
     best = best_trial(study)
     if best is None:
         return None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return {
-        **export_of(study.study_name, best, config),
-        "chosen_by": f"lowest {config.selected_on} loss of {len(complete)} complete trials",
+    searched = f"lowest {config.selected_on} loss of {len(complete)} complete trials"
+    if confirmation is None:
+        return {**export_of(study.study_name, best, config), "chosen_by": searched}
+    leader = confirmation.configs[0]
+    if not confirmation.done or not leader.losses:
+        return {
+            **export_of(study.study_name, best, config),
+            "chosen_by": f"{searched} (its confirmation in {confirmation.study!r} has "
+            f"{confirmation.finished} of {confirmation.total} runs finished)",
+        }
+    return confirmed_export(study, config, confirmation)
+
+
+def confirmed_export(
+    study: optuna.Study, config: StudyConfig, confirmation: Confirmation
+) -> dict[str, Any]:
+    """The confirmed leader: its configuration, its mean best epoch (rounded) and its mean test
+    metrics over the new seeds; the intervals and the verdict under `confirmation`."""
+    leader = confirmation.configs[0]
+    trial = study.get_trials(deepcopy=False)[leader.trial]
+    epoch = mean_interval(leader.epochs)
+    export = export_of(study.study_name, trial, config)
+    export.update(
+        epoch=max(1, round(epoch.mean)),
+        test_loss=mean_interval(leader.test_losses).mean,
+        test_accuracy=mean_interval(leader.accuracies).mean,
+    )
+    export["test_loss_curve"] = (trial.user_attrs.get("curves", {}).get("test_loss") or [])[
+        : export["epoch"]
+    ] or None
+    if config.validation is not None:
+        export["validation_loss"] = mean_interval(leader.losses).mean
+    export["confirmation"] = {
+        "study": confirmation.study,
+        "seeds": confirmation.seeds,
+        "runs": len(leader.losses),
+        "diverged": leader.diverged,
+        f"{config.selected_on}_loss_ci95": _bounds(mean_interval(leader.losses)),
+        "test_accuracy_ci95": _bounds(mean_interval(leader.accuracies)),
+        "epoch_ci95": _bounds(epoch),
+        "distinguishable_from_runner_up": confirmation.distinguishable,
     }
+    export["chosen_by"] = (
+        f"confirmed: lowest mean {config.selected_on} loss of the top {len(confirmation.configs)} "
+        f"trials over {len(confirmation.seeds)} new seeds each ({verdict(confirmation)})"
+    )
+    return export
+
+
+def _bounds(interval: Interval) -> list[float] | None:
+    return None if math.isnan(interval.low) else [interval.low, interval.high]
 
 
 def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:

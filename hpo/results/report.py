@@ -18,6 +18,13 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.results.confirmation import (
+    CONFIRMATION_HEADER,
+    confirmation_figure,
+    confirmation_table,
+    load_confirmation,
+    verdict,
+)
 from hpo.results.export import study_export
 from hpo.results.page import figure_html, html_page, section, table_html
 from hpo.results.trial_figure import trial_curves
@@ -33,7 +40,8 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = best_trial(study)
-    export = study_export(study, config)
+    confirmation = load_confirmation(storage, study_name)
+    export = study_export(study, config, confirmation)
     loss_name = f"{config.selected_on} loss"  # what the trials' values are
     sections = [
         section("Best configuration", _best_table(export)),
@@ -50,6 +58,16 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
             section(
                 f"Best trial {best.number}: loss and accuracy per epoch",
                 figure_html(_best_curves_figure(best)),
+            )
+        )
+    if confirmation is not None:
+        sections.append(
+            section(
+                f"Confirmation across seeds ({confirmation.study})",
+                f"<p>{html.escape(verdict(confirmation))}; {confirmation.finished} of "
+                f"{confirmation.total} runs finished.</p>"
+                + figure_html(confirmation_figure(confirmation))
+                + table_html(CONFIRMATION_HEADER, confirmation_table(confirmation), "confirm"),
             )
         )
     sections += [

@@ -78,7 +78,7 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
     The config is stored last, once the queue is complete, so an interrupted creation is finished
     by running the same command again.
     """
-    existing = _stored_config(storage, name, missing_ok=True)
+    existing = stored_config(storage, name, missing_ok=True)
     if existing is not None:
         if existing != config:
             changed = ", ".join(
@@ -114,7 +114,7 @@ def create_study_at(storage_url: str, name: str, config: StudyConfig) -> tuple[R
 
 
 def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) -> WorkQueueStudy:
-    config = _stored_config(storage, name)
+    config = stored_config(storage, name)
     if config is None:
         raise UsageError(f"no study named {name!r} in this storage{_known_names(storage)}")
     sampler: BaseSampler
@@ -128,13 +128,13 @@ def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) 
 
 
 def load_config(storage: RDBStorage, name: str) -> StudyConfig:
-    config = _stored_config(storage, name)
+    config = stored_config(storage, name)
     if config is None:
         raise UsageError(f"no study named {name!r} in this storage{_known_names(storage)}")
     return config
 
 
-def _stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> StudyConfig | None:
+def stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> StudyConfig | None:
     """The study's config; None if there is no such study (or, with `missing_ok`, no config yet:
     a creation that did not finish)."""
     try:

@@ -19,6 +19,7 @@ from hpo.results.retrain import load_model
 from hpo.trial.data import load_data
 from model.data_spec import DataSpec
 from model.model_file import load_network, prepare_images
+from tests.helpers import figure_traces
 
 
 @pytest.fixture(scope="module")
@@ -199,14 +200,6 @@ def _table(page: str, table_id: str) -> list[list[str]]:
     return [[html.unescape(cell) for cell in re.findall(r"<td>([^<]*)</td>", row)] for row in rows]
 
 
-def _figure_traces(page: str, section_title: str) -> list[dict]:
-    """The data of the first plotly figure of a section, as the page hands it to plotly."""
-    after = page.split(f"<h2>{section_title}</h2>")[1]
-    start = re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", after).end()
-    traces, _ = json.JSONDecoder().raw_decode(after[start:])
-    return traces
-
-
 def test_a_model_file_that_is_not_weights_only_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     planted = tmp_path / "planted.pt"
@@ -259,7 +252,7 @@ def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, c
         assert row[6] == f"{100 * trial.user_attrs['test_accuracy']:.2f}%"
         assert row[7:] == [str(trial.user_attrs["epochs_run"]), trial.user_attrs["stop_reason"]]
     # Trials by state and by stop reason: the figure's bars are the study's counts.
-    states, reasons = _figure_traces(page, "Trials by state and stop reason")
+    states, reasons = figure_traces(page, "Trials by state and stop reason")
     assert dict(zip(states["x"], states["y"], strict=True)) == Counter(
         t.state.name for t in study.trials
     )
