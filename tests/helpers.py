@@ -10,6 +10,7 @@ eight-worker runs on PostgreSQL and MariaDB (tests/test_reliability.py) make the
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import os
@@ -197,3 +198,10 @@ def figure_traces(page: str, section_title: str) -> list[dict]:
     start = re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", after).end()
     traces, _ = json.JSONDecoder().raw_decode(after[start:])
     return traces
+
+
+def table_rows(page: str, table_id: str) -> list[list[str]]:
+    """The cells of a table of the page, row by row, header row left out."""
+    body = page.split(f"<table id='{table_id}'>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)[1:]
+    return [[html.unescape(cell) for cell in re.findall(r"<td>([^<]*)</td>", row)] for row in rows]

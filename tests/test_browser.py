@@ -14,11 +14,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 
 from hpo.cli import main
 from hpo.results.trial_figure import curves_artifact_id
-from tests.helpers import REPO, free_port, start_hpo
+from tests.helpers import REPO, figure_traces, free_port, start_hpo, table_rows
 
 ARTIFACTS = REPO / "test-artifacts"
 DASHBOARD_TOKEN = "browser-test-token"
@@ -73,50 +74,17 @@ def browse(url: str, screenshot: str, height: int = 1400, check_size: bool = Tru
 
 @pytest.fixture(scope="module")
 def worker_study(tmp_path_factory) -> str:
+    """Two small TPE studies run by a real worker: the seed's final stage and its momentum
+    stage, for the single-study and the side-by-side reports."""
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder / 'b.db'}"
-    assert (
-        main(
-            [
-                "create",
-                "--storage",
-                url,
-                "--study",
-                "browser-study",
-                "--sampler",
-                "tpe",
-                "--n-trials",
-                "3",
-                "--dataset",
-                "synthetic",
-                "--subset",
-                "64",
-                "--epochs",
-                "6",
-                "--patience",
-                "3",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "worker",
-                "--storage",
-                url,
-                "--study",
-                "browser-study",
-                "--device",
-                "cpu",
-                "--sampler-seed",
-                "0",
-                "--checkpoint-dir",
-                str(folder / "ck"),
-            ]
-        )
-        == 0
-    )
+    for name, preset in (("browser-study", "batchnorm"), ("momentum-stage", "momentum")):
+        study = ["--storage", url, "--study", name]
+        settings = ["--sampler", "tpe", "--n-trials", "3", "--dataset", "synthetic"]
+        settings += ["--subset", "64", "--epochs", "6", "--patience", "3", "--preset", preset]
+        assert main(["create", *study, *settings]) == 0
+        worker = ["--device", "cpu", "--sampler-seed", "0", "--checkpoint-dir", str(folder / "ck")]
+        assert main(["worker", *study, *worker]) == 0
     return url
 
 
@@ -130,6 +98,25 @@ def test_report_renders_its_figures_offline(worker_study: str, tmp_path: Path) -
     # Plotly draws each figure as SVG once its script has run: no network involved.
     assert dom.count('class="main-svg"') >= 7
     assert "browser-study" in dom
+
+
+def test_the_side_by_side_report_of_two_studies(worker_study: str, tmp_path: Path) -> None:
+    report = tmp_path / "compare.html"
+    studies = ["--study", "browser-study", "--study", "momentum-stage"]
+    assert main(["report", "--storage", worker_study, *studies, "-o", str(report)]) == 0
+    page = report.read_text()
+    spent = figure_traces(page, "Best loss found against epochs spent")
+    assert [trace["name"] for trace in spent] == ["browser-study", "momentum-stage"]
+    rows = {row[0]: row for row in table_rows(page, "compare")}
+    for name, trace in zip(("browser-study", "momentum-stage"), spent, strict=True):
+        study = optuna.load_study(study_name=name, storage=worker_study)
+        finished = [t for t in study.trials if t.state.is_finished()]
+        epochs = sum(t.user_attrs["epochs_run"] for t in finished)
+        # The curve ends at all the epochs spent, at the study's best; the table says the same.
+        assert trace["x"][-1] == epochs and trace["y"][-1] == study.best_value
+        assert rows[name][5] == str(epochs) and rows[name][7] == f"{study.best_value:.4g}"
+    dom = browse(report.as_uri(), "compare.png", height=1600)
+    assert dom.count('class="main-svg"') >= 1 and "momentum-stage" in dom
 
 
 def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:

@@ -6,21 +6,31 @@ import argparse
 import time
 from pathlib import Path
 
-HELP = "one self-contained HTML page about the study"
-TAKES_STORAGE, TAKES_STUDY = True, True
+HELP = "one self-contained HTML page about the study (several --study: side by side)"
+TAKES_STORAGE, TAKES_STUDY = True, False  # its own --study, which may be given several times
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--study",
+        action="append",
+        required=True,
+        help="study name; give it several times to compare studies on one page",
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
 
 def run(args: argparse.Namespace, storage_url: str) -> int:
+    from hpo.results.comparison import build_comparison
     from hpo.results.export import write_text
     from hpo.results.report import build_report
     from storage import open_storage
 
     started = time.perf_counter()
-    write_text(args.output, build_report(open_storage(storage_url), args.study))
+    storage = open_storage(storage_url)
+    names = list(dict.fromkeys(args.study))  # each once, in the order given
+    page = build_report(storage, names[0]) if len(names) == 1 else build_comparison(storage, names)
+    write_text(args.output, page)
     print(
         f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - started:.1f} s"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections import Counter
@@ -19,7 +18,7 @@ from hpo.results.retrain import load_model
 from hpo.trial.data import load_data
 from model.data_spec import DataSpec
 from model.model_file import load_network, prepare_images
-from tests.helpers import figure_traces
+from tests.helpers import figure_traces, table_rows
 
 
 @pytest.fixture(scope="module")
@@ -193,13 +192,6 @@ def test_bad_params_files(tmp_path: Path, capsys, content: str | None, message: 
     assert not (tmp_path / "m.pt").exists()
 
 
-def _table(page: str, table_id: str) -> list[list[str]]:
-    """The cells of a table of the page, row by row, header row left out."""
-    body = page.split(f"<table id='{table_id}'>")[1].split("</table>")[0]
-    rows = re.findall(r"<tr>(.*?)</tr>", body)[1:]
-    return [[html.unescape(cell) for cell in re.findall(r"<td>([^<]*)</td>", row)] for row in rows]
-
-
 def test_a_model_file_that_is_not_weights_only_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     planted = tmp_path / "planted.pt"
@@ -230,7 +222,7 @@ def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, c
     assert not re.search(r"<script[^>]+src=", page)
     assert "plotly.js v" in page or "Plotly" in page
     # The best configuration: every exported value, as the page formats it.
-    best = dict(_table(page, "best"))
+    best = dict(table_rows(page, "best"))
     assert set(best) == set(exported) - {"test_loss_curve"}  # the curve is a figure
     assert best["trial"] == str(exported["trial"]) and best["epoch"] == str(exported["epoch"])
     assert best["batch_size"] == str(exported["batch_size"])
@@ -241,7 +233,7 @@ def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, c
     complete = sorted(
         (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, t.number)
     )
-    rows = _table(page, "top")
+    rows = table_rows(page, "top")
     assert [int(row[0]) for row in rows] == [t.number for t in complete]
     assert rows[0][0] == str(exported["trial"])
     for row, trial in zip(rows, complete, strict=True):
