@@ -10,6 +10,7 @@ shared between the machines: the study database is enough.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -123,8 +124,13 @@ class CurvesArtifactStore:
         self.files.write(artifact_id, content_body)
 
     def remove(self, artifact_id: str) -> None:
+        # optuna-dashboard removes a study's artifacts when it deletes the study (with
+        # --allow-writes): a kept model goes with its study, and an artifact stored nowhere
+        # (a curves figure, a file removed already) is nothing to remove, not an error.
         if trial_id_of(artifact_id) is not None:
-            return  # drawn on demand: nothing stored, nothing to remove
-        if self.files is None:
-            raise ArtifactNotFound(f"artifact {artifact_id} is not stored here")
-        self.files.remove(artifact_id)
+            return
+        for store in (self.files, self.models):
+            if store is None:
+                continue
+            with contextlib.suppress(ArtifactNotFound, FileNotFoundError):
+                store.remove(artifact_id)

@@ -193,3 +193,31 @@ def test_resuming_from_a_saved_state_continues_bit_for_bit(tmp_path) -> None:
     assert [m.epoch for m in rest] == [4, 5]
     store.remove("s", 0)
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_the_best_epochs_weights_are_kept_through_a_resume(tmp_path) -> None:
+    """The weights kept are those of the epoch of lowest test loss, whether or not the run was
+    stopped and resumed in between: evaluating them gives that epoch's test loss exactly."""
+    from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
+    from model.network import SeedCNN
+    from model.train import Training, evaluate, network_args
+
+    config = _config(max_epochs=6, learning_rate=0.05)
+    pipeline = _pipeline()
+    first = Training(config, pipeline, 10)
+    store = AsyncCheckpoints(CheckpointStore(tmp_path))
+    for metrics in first.epochs():
+        store.save("s", 0, first.state)
+        if metrics.epoch == 5:  # after the best epoch (4 here): its weights come from the file
+            break
+    resumed = Training(config, pipeline, 10, resume=store.load("s", 0))
+    list(resumed.epochs())
+    best = best_epoch(resumed.history)
+    assert resumed.best == best
+    network = SeedCNN(**network_args(config, pipeline, 10))
+    network.load_state_dict(resumed.best_network)
+    loss, accuracy, _ = evaluate(network, pipeline)
+    assert (loss, accuracy) == (best.test_loss, best.test_accuracy)
+    last = resumed.history[-1]
+    if best.epoch != last.epoch:  # and not the last epoch's weights
+        assert evaluate(resumed.network, pipeline)[0] == last.test_loss != loss

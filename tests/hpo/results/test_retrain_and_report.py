@@ -282,10 +282,12 @@ def test_every_trial_exports_to_a_table_that_pandas_reads(digits_study, name: st
 
 def test_the_table_names_a_retry_and_its_error() -> None:
     from hpo.results.trials_table import trials_table
+    from hpo.study.config import CONFIG_ATTR, StudyConfig
     from hpo.study.recovery import record_error, retry_callback
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="r", storage=storage)
+    study.set_user_attr(CONFIG_ATTR, StudyConfig(sampler="tpe", n_trials=2).to_dict())
     study.enqueue_trial({"learning_rate": 0.01})
     trial = study.ask()
     trial.suggest_float("learning_rate", 0.001, 1.0, log=True)

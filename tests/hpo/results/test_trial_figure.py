@@ -163,3 +163,19 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     ]
     svg = CurvesArtifactStore(watcher).open_reader(curves_artifact_id(trial_id(trial))).read()
     assert [len(line) for line in _polylines(svg.decode())] == [6, 6, 6, 6]
+
+
+def test_kept_models_are_read_and_go_with_their_study(tmp_path: Path) -> None:
+    storage, _ = _study_with_trial(tmp_path)
+    (tmp_path / "models").mkdir()
+    models = FileSystemArtifactStore(str(tmp_path / "models"))
+    artifact_id = str(uuid.uuid4())
+    models.write(artifact_id, io.BytesIO(b"weights"))
+    store = CurvesArtifactStore(storage, None, models)  # uploads refused, models readable
+    assert store.open_reader(artifact_id).read() == b"weights"
+    with pytest.raises(HTTPError, match="--artifact-dir"):
+        store.write(str(uuid.uuid4()), io.BytesIO(b"x"))
+    store.remove(artifact_id)  # what optuna-dashboard does when it deletes the study
+    store.remove(artifact_id)  # removed already: nothing to do, no error
+    with pytest.raises(ArtifactNotFound):
+        store.open_reader(artifact_id)
