@@ -186,10 +186,23 @@ def check_finished_grid(storage_url: str, cwd: Path, preset: str = "batchnorm") 
     exported = run_cli("export", "--storage", storage_url, "--study", "grid")
     assert exported.returncode == 0, exported.stderr
     check_export_against_study(json.loads(exported.stdout), storage_url)
+    check_kept_models(storage_url, "grid", cwd / "checkpoints" / "models", keep=3)
     late = run_hpo(
         "worker", "--storage", storage_url, "--study", "grid", "--device", "cpu", cwd=cwd
     )
     assert late.returncode == 0 and "worker done: 0 trials" in late.stdout
+
+
+def check_kept_models(storage_url: str, study_name: str, folder: Path, keep: int) -> None:
+    """Exactly the `keep` best complete trials' model files are left, however many workers
+    finished trials and pruned at once: the last pruning sees every trial finished."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    complete = sorted(
+        study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.value, t.number)
+    )
+    expected = {trial.user_attrs["model_artifact"] for trial in complete[:keep]}
+    left = {path.name for path in folder.iterdir() if not path.name.startswith(".")}
+    assert left == expected, (len(left), len(expected))
 
 
 def figure_traces(page: str, section_title: str) -> list[dict]:

@@ -40,7 +40,9 @@ class CheckpointStore:
     def save(self, study: str, key: int, state: TrainState) -> None:
         path = self.path(study, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = dataclasses.asdict(state)
+        # Shallow: the state is a host copy already; `dataclasses.asdict` would deep-copy every
+        # tensor once more.
+        payload = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
         payload["history"] = [m.as_dict() for m in state.history]
         partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
         torch.save(payload, partial)
