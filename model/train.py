@@ -147,10 +147,10 @@ class Training:
             else None
         )
         self.history: list[EpochMetrics] = []
-        # A host copy of the weights after the best epoch so far: a new copy each time, never
-        # written in place, since a checkpoint being written in the background may hold it.
+        # A host copy of the weights after the best epoch so far (`keep_weights_as_best`).
         self.best: EpochMetrics | None = None
         self.best_network: dict[str, Any] | None = None
+        self._spare_weights: dict[str, Any] | None = None
         if resume is not None:
             self._restore(resume)
         self._step = TrainStep(self._step_network, self.optimizer, config.speed, device)
@@ -185,7 +185,7 @@ class Training:
             self.history.append(metrics)
             if metrics.better_than(self.best):
                 self.best = metrics
-                self.best_network = _to_cpu(self.network.state_dict())
+                self.keep_weights_as_best()
             yield metrics
 
     def train_pass(self) -> tuple[float, float]:
@@ -197,6 +197,19 @@ class Training:
     def test_pass(self) -> tuple[float, float, float]:
         """Mean loss, top-1 and top-5 accuracy on the test set."""
         return evaluate(self._step_network, self.pipeline, self.config.speed)
+
+    def keep_weights_as_best(self) -> None:
+        """Copy the network's weights (batch-norm statistics included) to `best_network`.
+
+        Two host buffers alternate, as the checkpoint's do: the copy goes into the one that is
+        not the current best. That one is safe to overwrite: the only checkpoint that may still
+        be being written is the last epoch's, which holds the current best.
+        """
+        weights = self.network.state_dict()
+        spare = self._spare_weights
+        reuse = spare is not None and _same_layout(spare, weights)
+        copy = _copy_into(spare, weights) if reuse else _to_cpu(weights)
+        self._spare_weights, self.best_network = self.best_network, copy
 
     def validation_pass(self) -> tuple[float | None, float | None]:
         """Mean loss and accuracy on the validation split; (None, None) without one."""
