@@ -19,6 +19,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.results.trial_figure import curves_artifact_id
+from storage.optuna_internals import trial_id
 from tests.helpers import REPO, figure_traces, free_port, start_hpo, table_rows
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -122,8 +123,10 @@ def test_the_side_by_side_report_of_two_studies(worker_study: str, tmp_path: Pat
 def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study: str) -> None:
     """Through the tokenized URL that hpo dashboard prints; a browser without it sees nothing."""
     port = free_port()
+    checkpoints = Path(worker_study.removeprefix("sqlite:///")).parent / "ck"
     server = start_hpo(
         *("dashboard", "--storage", worker_study, "--port", str(port)),
+        *("--checkpoint-dir", str(checkpoints)),
         env={"HPO_DASHBOARD_TOKEN": DASHBOARD_TOKEN},
     )
     base = f"http://127.0.0.1:{port}"
@@ -151,6 +154,15 @@ def test_dashboard_shows_the_study_its_trials_and_a_learning_curve(worker_study:
             assert answer.headers["Content-Type"] == "image/svg+xml"
             assert "Trial 0 (" in answer.read().decode()
         browse(figure_url + token, "dashboard-trial-curves.png", height=400)
+        # The best trial's kept weights: listed, and downloaded as the very file kept.
+        best = optuna.load_study(study_name="browser-study", storage=worker_study).best_trial
+        model_id = best.user_attrs["model_artifact"]
+        model_url = f"{base}/artifacts/1/{trial_id(best)}/{model_id}{token}"
+        with urllib.request.urlopen(model_url, timeout=10) as answer:
+            assert answer.read() == (checkpoints / "models" / model_id).read_bytes()
+        first = optuna.load_study(study_name="browser-study", storage=worker_study).trials[0]
+        if "model_artifact" in first.user_attrs:  # the page shows trial 0's artifacts
+            assert f"trial-0-epoch-{first.user_attrs['best_epoch']}.pt" in trials
         # Another browser, without the token: no study, no trial, no figure.
         for path in ("/dashboard/studies/1/trials", figure_url[len(base) :]):
             dom = browse(f"{base}{path}", "dashboard-no-token.png", check_size=False)
