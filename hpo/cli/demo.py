@@ -95,5 +95,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
         f"epoch={export['epoch']}: test loss {export['test_loss']:.4f}, "
         f"accuracy {100 * export['test_accuracy']:.1f}%"
     )
-    say(f"wrote {options.out}; see the study with: hpo status --study {name}")
+    say(
+        f"wrote {options.out}; see the study with: hpo status --study {name}; its winner's "
+        f"weights: hpo export --study {name} --model best.pt"
+    )
     return export
