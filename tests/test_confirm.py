@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pandas
 import pytest
 from optuna.trial import TrialState
 
@@ -108,3 +109,59 @@ def test_confirm_with_real_workers_then_export_and_report(postgres_url: str, tmp
 
     again = run_cli("confirm", *study, "--seeds", "4")
     assert again.returncode == 2 and "was confirmed already with --top 2 --seeds 3" in again.stderr
+
+
+def _finished_study(url: str, values: list[float]) -> None:
+    """An hpo study whose queued trials ended with these values (no training: the confirmation
+    only reads them)."""
+    create = ("create", "--storage", url, "--study", "f", "--sampler", "tpe", "--dataset")
+    assert run_cli(*create, "digits", "--n-trials", str(len(values))).returncode == 0
+    study = optuna.load_study(study_name="f", storage=url)
+    for value in values:
+        trial = study.ask()  # takes the next queued trial
+        trial.suggest_float("learning_rate", 0.001, 1.0, log=True)
+        trial.suggest_categorical("batch_size", (64, 128, 256, 512))
+        trial.suggest_float("p_dropout", 0.2, 0.9)
+        trial.set_user_attr("best_epoch", 3)
+        trial.set_user_attr("test_accuracy", 0.9)
+        study.tell(trial, value)
+
+
+def test_confirm_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    _finished_study(url, [0.5, 0.4])
+    for args, message in (
+        (("--study", "f", "--top", "3"), "has 2 complete trials; --top 3 needs as many"),
+        (("--study", "nope"), "no study named 'nope'"),
+        (("--study", "f", "--seeds", "0"), "expected a positive integer"),
+    ):
+        refused = run_cli("confirm", "--storage", url, *args)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert message in refused.stderr, refused.stderr
+    # A study that happens to have the companion's name is not taken for it.
+    other = ("create", "--storage", url, "--study", "f-confirm", "--sampler", "tpe")
+    assert run_cli(*other, "--n-trials", "1").returncode == 0
+    clash = run_cli("confirm", "--storage", url, "--study", "f", "--top", "2", "--seeds", "2")
+    assert clash.returncode == 2 and "exists and is not the confirmation of 'f'" in clash.stderr
+
+
+def test_the_confirmation_queue_holds_each_configuration_and_seed_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    _finished_study(url, [0.5, 0.3, 0.4])
+    confirm = ("confirm", "--storage", url, "--study", "f", "--top", "2", "--seeds", "2")
+    assert run_cli(*confirm).returncode == 0
+    again = run_cli(*confirm)  # the same plan again: nothing more queued
+    assert again.returncode == 0 and "queued" not in again.stdout
+    queued = optuna.load_study(study_name="f-confirm", storage=url).trials
+    pairs = sorted((t.user_attrs["confirms_trial"], t.user_attrs["seed"]) for t in queued)
+    assert pairs == [(1, 1), (1, 2), (2, 1), (2, 2)]  # trials 1 and 2 (0.3, 0.4), seeds 1 and 2
+    table = tmp_path / "t.csv"
+    exported_all = run_cli(
+        "export", "--storage", url, "--study", "f-confirm", "--all", "-o", str(table)
+    )
+    assert exported_all.returncode == 0, exported_all.stderr
+    rows = pandas.read_csv(table)
+    assert sorted(zip(rows["confirms_trial"], rows["seed"], strict=True)) == pairs
+    # Before any run has finished, the export is still the search's best, and says why.
+    exported = json.loads(run_cli("export", "--storage", url, "--study", "f").stdout)
+    assert exported["trial"] == 1 and "0 of 4 runs finished" in exported["chosen_by"]

@@ -12,6 +12,7 @@ import pandas
 from hpo.errors import UsageError
 from hpo.results.export import write_text
 from hpo.study.config import SEED_ATTR
+from hpo.study.confirm import CONFIRMS_ATTR
 from hpo.study.queue import load_config
 from hpo.study.recovery import ERROR_ATTR
 from storage import optuna_internals
@@ -47,7 +48,8 @@ def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> panda
         frame.insert(3, "test_loss", [trial.user_attrs.get("test_loss") for trial in trials])
     for column in ATTR_COLUMNS:
         frame[column] = [trial.user_attrs.get(column) for trial in trials]
-    if config.confirms:  # a confirmation study: each trial's training seed
+    if config.confirms:  # a confirmation study: the trial each one retrains, and its seed
+        frame["confirms_trial"] = [trial.user_attrs.get(CONFIRMS_ATTR) for trial in trials]
         frame["seed"] = [trial.user_attrs.get(SEED_ATTR) for trial in trials]
     frame["retry_of"] = pandas.array(  # integers with blanks
         [optuna_internals.retried_trial_number(trial) for trial in trials], dtype="Int64"

@@ -98,7 +98,14 @@ def _create(
 ) -> bool:
     existing = stored_config(storage, name, missing_ok=True)
     if existing is not None:
-        stored_plan = storage.get_study_user_attrs(storage.get_study_id_from_name(name))[PLAN_ATTR]
+        stored_plan = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(
+            PLAN_ATTR
+        )
+        if stored_plan is None or existing.confirms != config.confirms:
+            raise UsageError(
+                f"a study named {name!r} exists and is not the confirmation of "
+                f"{config.confirms!r}; rename or delete it first"
+            )
         if stored_plan != plan or existing != config:
             raise UsageError(
                 f"study {config.confirms!r} was confirmed already with --top "
