@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hpo.errors import UsageError
 from hpo.results.export import EXPORT_FORMATS
 
 HELP = (
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
     from hpo.results.export import best_export, render_export, write_text, write_winner_model
     from storage import open_storage
 
+    if args.all and args.model is not None:
+        raise UsageError("--model writes the winner's weights; it does not go with --all")
     if args.all:
         from hpo.results.trials_table import table_format, trials_table, write_table
 
