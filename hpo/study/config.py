@@ -45,6 +45,12 @@ class StudyConfig:
             _positive("subset", self.subset)
         if self.validation is not None:
             _positive("validation", self.validation)
+            available = self.data_spec.train_size
+            if self.validation >= available:
+                raise UsageError(
+                    f"--validation {self.validation} leaves no training images: {self.dataset}"
+                    f" has {available} here"
+                )
         if not isinstance(self.keep_models, int) or self.keep_models < 0:
             raise UsageError(f"--keep-models must be 0 or more, got {self.keep_models!r}")
         if self.sampler == "tpe":

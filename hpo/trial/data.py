@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from hpo.errors import UsageError
-from model.data_spec import DataSpec
+from model.data_spec import TRAIN_SIZES, DataSpec
 from model.datasets import (
     DatasetError,
     ImageData,
@@ -19,7 +19,7 @@ from model.datasets import (
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 
-SYNTHETIC_TRAIN = 2000  # CIFAR-sized synthetic images when no subset is given
+SYNTHETIC_TRAIN = TRAIN_SIZES["synthetic"]  # CIFAR-sized images when no subset is given
 
 
 def load_data(spec: DataSpec) -> ImageData:

@@ -52,3 +52,13 @@ def test_a_validation_split_chooses_the_epoch_that_the_test_loss_would_not(
     page = tmp_path / "report.html"
     assert main(["report", *study[:2], "--study", "w", "-o", str(page)]) == 0
     assert "chosen on the validation loss (300 held-out images)" in page.read_text()
+
+
+def test_a_validation_split_that_leaves_no_training_images_is_refused(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    create = ["create", "--storage", url, "--study", "v", "--dataset", "digits"]
+    assert main([*create, "--subset", "300", "--validation", "300"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --validation 300 leaves no training images: digits has 300 here"]
+    assert main([*create, "--validation", "0"]) == 2
+    assert not optuna.get_all_study_names(url)
