@@ -60,6 +60,7 @@ def test_confirm_with_real_workers_then_export_and_report(postgres_url: str, tmp
             *("worker", "--storage", url, "--study", "s-confirm", "--device", "cpu"),
             *checkpoints,
             cwd=tmp_path,
+            env={"OMP_NUM_THREADS": "1"},  # two processes on two cores: no spinning threads
         )
         for _ in range(2)
     ]

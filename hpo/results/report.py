@@ -95,7 +95,8 @@ def _best_table(export: dict[str, Any] | None) -> str:
     rows = [
         [key, f"{100 * value:.2f}%" if key == "test_accuracy" else value]
         for key, value in export.items()
-        if key != "test_loss_curve"  # drawn in the best trial's figure below
+        # Drawn in the best trial's figure, and shown in the confirmation's section, below.
+        if key not in ("test_loss_curve", "confirmation")
     ]
     return table_html(["", "value"], rows, row_id="best")
 

@@ -56,8 +56,24 @@ class _Slot:
     exit_codes: list[int] = field(default_factory=list)
 
 
+THREADS_ENV = "OMP_NUM_THREADS"
+
+
+def threads_per_worker(workers: int, cpus: int | None = None) -> int:
+    """CPU threads for each of `workers` processes on this machine: its cores shared out.
+
+    Each worker's PyTorch would otherwise start one thread per core, and their threads, spinning
+    as they wait for each other, took twice as long on 2 cores with 2 workers as 1 thread each
+    (tests/test_confirm.py, 44 s against 19 s). torchrun does the same (1 thread per process).
+    """
+    return max(1, (cpus or os.cpu_count() or 1) // workers)
+
+
 def plan_slots(options: LaunchOptions) -> list[_Slot]:
     base = {k: v for k, v in os.environ.items()}
+    workers = len(options.gpus) * options.per_gpu + options.cpu_workers
+    if workers > 0:  # what the user set in the environment wins
+        base.setdefault(THREADS_ENV, str(threads_per_worker(workers)))
     slots = [
         _Slot(name=f"gpu{gpu}.{k}", env={**base, "CUDA_VISIBLE_DEVICES": gpu}, device="cuda")
         for gpu in options.gpus
@@ -94,6 +110,7 @@ def launch(options: LaunchOptions, say: Callable[[str], None] = print) -> int:
     emit(
         f"[launch] {len(slots)} workers for study {options.study_name!r}: "
         + ", ".join(slot.name for slot in slots)
+        + f" ({slots[0].env[THREADS_ENV]} CPU threads each)"
     )
     try:
         return _supervise(slots, options, stopping, emit)

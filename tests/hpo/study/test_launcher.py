@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from hpo.errors import UsageError
-from hpo.study.launcher import LaunchOptions, launch, plan_slots
+from hpo.study.launcher import LaunchOptions, launch, plan_slots, threads_per_worker
 
 
 def _options(exit_code: int, **changes) -> LaunchOptions:
@@ -66,3 +66,13 @@ def test_plan_pins_each_worker_to_its_gpu_and_refuses_many_on_sqlite() -> None:
         plan_slots(_options(0, storage_url="sqlite:///x.db"))
     with pytest.raises(UsageError, match="nothing to launch"):
         plan_slots(_options(0, cpu_workers=0))
+
+
+def test_workers_share_the_cores_unless_the_environment_says(monkeypatch) -> None:
+    assert [threads_per_worker(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    expected = str(threads_per_worker(4))
+    slots = plan_slots(_options(0, cpu_workers=2, gpus=("0",), per_gpu=2))
+    assert [slot.env["OMP_NUM_THREADS"] for slot in slots] == [expected] * 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert {slot.env["OMP_NUM_THREADS"] for slot in plan_slots(_options(0))} == {"3"}
