@@ -131,7 +131,7 @@ def load_confirmation(storage: optuna.storages.BaseStorage, study_name: str) -> 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         ended[(trial.user_attrs[CONFIRMS_ATTR], trial.user_attrs[SEED_ATTR])] = trial
     configs = [
-        _confirmed(searched[number], [ended[key] for key in ended if key[0] == number], config)
+        _confirmed(searched[number], [ended[key] for key in ended if key[0] == number])
         for number in plan["trials"]
     ]
     configs.sort(key=lambda c: (not c.losses, c.loss.mean if c.loss else 0.0, c.trial))
@@ -146,7 +146,7 @@ def load_confirmation(storage: optuna.storages.BaseStorage, study_name: str) -> 
     )
 
 
-def _confirmed(original: FrozenTrial, runs: list[FrozenTrial], config: Any) -> ConfirmedConfig:
+def _confirmed(original: FrozenTrial, runs: list[FrozenTrial]) -> ConfirmedConfig:
     complete = [t for t in runs if t.state == TrialState.COMPLETE]
     return ConfirmedConfig(
         trial=original.number,
