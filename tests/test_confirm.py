@@ -82,6 +82,8 @@ def test_confirm_with_real_workers_then_export_and_report(postgres_url: str, tmp
     summary = run_cli("confirm", *study)
     assert summary.returncode == 0, summary.stderr
     assert "6 of 6 runs finished" in summary.stdout and "leader: trial" in summary.stdout
+    status = run_cli("status", *study)
+    assert "confirmation: study 's-confirm', 6 of 6 runs finished; leader: trial" in status.stdout
     by_config = {
         t.number: [e for e in ended if e.user_attrs["confirms_trial"] == t.number] for t in leaders
     }

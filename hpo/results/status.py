@@ -8,6 +8,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.results.confirmation import load_confirmation, verdict
 from hpo.results.text import format_params
 from hpo.study.queue import best_trial, load_config
 from hpo.study.recovery import ERROR_ATTR, MAX_RETRIES, is_retry, lineage, stale_trial_numbers
@@ -52,6 +53,12 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
         )
     else:
         lines.append("best: none yet")
+    confirmation = load_confirmation(storage, study_name)
+    if confirmation is not None:
+        lines.append(
+            f"confirmation: study {confirmation.study!r}, {confirmation.finished} of "
+            f"{confirmation.total} runs finished; {verdict(confirmation)}"
+        )
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             epoch = max(trial.intermediate_values, default=0)
