@@ -62,9 +62,10 @@ THREADS_ENV = "OMP_NUM_THREADS"
 def threads_per_worker(workers: int, cpus: int | None = None) -> int:
     """CPU threads for each of `workers` processes on this machine: its cores shared out.
 
-    Each worker's PyTorch would otherwise start one thread per core, and their threads, spinning
-    as they wait for each other, took twice as long on 2 cores with 2 workers as 1 thread each
-    (tests/test_confirm.py, 44 s against 19 s). torchrun does the same (1 thread per process).
+    Each worker's PyTorch would otherwise start one thread per core, and the threads of several
+    workers, spinning as they wait for each other, slow them all: tests/test_confirm.py, with two
+    CPU workers on 2 cores, took 44 s with a thread per core in each and 19 s with one thread
+    each. torchrun likewise starts each process with one thread.
     """
     return max(1, (cpus or os.cpu_count() or 1) // workers)
 
