@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from model.network import SeedCNN
+from model.pipeline import ChannelStats, center_crop, normalization
 
 MODEL_FORMAT = "hpo-model/1"
 
@@ -48,7 +49,7 @@ def model_payload(
     **described: Any,
 ) -> dict[str, Any]:
     """The file's contents; `described`: more keys about where it came from (study, trial...);
-    `versions`: of the libraries that trained it (model/ knows none but torch)."""
+    `versions`: of the libraries above model/, which adds torch's and Python's."""
     return {
         "format": MODEL_FORMAT,
         "network": dict(network),
@@ -61,12 +62,13 @@ def model_payload(
         "best_epoch": metrics["epoch"],
         "metrics": dict(metrics),
         **described,
-        "versions": {**versions, "torch": str(torch.__version__), "python": _python()},
+        # A plain string: a TorchVersion is no weight.
+        "versions": {
+            **versions,
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+        },
     }
-
-
-def _python() -> str:
-    return platform.python_version()
 
 
 def write_model_file(path: Path, payload: dict[str, Any]) -> None:
@@ -107,15 +109,12 @@ def load_network(path: Path | str) -> tuple[SeedCNN, dict[str, Any]]:
 
 def prepare_images(saved: dict[str, Any], images: torch.Tensor) -> torch.Tensor:
     """uint8 images (N×C×H×W, as the dataset stores them) as the network takes them: center
-    cropped and normalized with the same arithmetic as training's test set, so that the
-    predictions are the ones the study measured."""
-    crop = saved["crop"]
-    if crop is not None:
-        height, width = images.shape[-2:]
-        top, left = round((height - crop) / 2.0), round((width - crop) / 2.0)
-        images = images[..., top : top + crop, left : left + crop]
-    shape = (1, -1, 1, 1)
-    mean = torch.tensor(saved["normalization"]["mean"], dtype=torch.float32).view(shape)
-    std = torch.tensor(saved["normalization"]["std"], dtype=torch.float32)
-    scale = (1.0 / (255.0 * std)).view(shape)
-    return (images.to(torch.float32) - mean * 255.0) * scale
+    cropped and normalized as training's test set was, so that the predictions are the ones the
+    study measured."""
+    if saved["crop"] is not None:
+        images = center_crop(images, saved["crop"])
+    stats = ChannelStats(
+        mean=tuple(saved["normalization"]["mean"]), std=tuple(saved["normalization"]["std"])
+    )
+    shift, scale = normalization(stats, images.device)
+    return (images.to(torch.float32) - shift) * scale

@@ -44,6 +44,15 @@ def channel_stats(images: torch.Tensor) -> ChannelStats:
     )
 
 
+def normalization(stats: ChannelStats, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shift and scale that normalize uint8 images as `(x - shift) * scale`: (x/255 - mean)
+    / std written as one multiply-add, the same arithmetic wherever images are normalized."""
+    shape = (1, len(stats.mean), 1, 1)
+    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(shape)
+    scale = (1.0 / (255.0 * torch.tensor(stats.std, dtype=torch.float32))).to(device)
+    return mean * 255.0, scale.view(shape)
+
+
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Same pixels as torchvision's `CenterCrop(size)` (it rounds the offset to nearest)."""
     height, width = images.shape[-2:]
@@ -70,32 +79,28 @@ class DevicePipeline:
             else ChannelStats(mean=(0.0,) * data.channels, std=(1.0,) * data.channels)
         )
         self.stats = stats
-        shape = (1, data.channels, 1, 1)
-        mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(shape)
-        self._shift = mean * 255.0  # the mean in uint8 units
-        self._scale = (1.0 / (255.0 * torch.tensor(stats.std, dtype=torch.float32))).to(device)
-        self._scale = self._scale.view(shape)
+        self._shift, self._scale = normalization(stats, device)
         train = data.train_images
         if augment is not None and augment.padding:
             # RandomCrop(padding=p) pads the raw image with zeros before the crop.
             train = F.pad(train, (augment.padding,) * 4)
         self.train_images = train.to(device)
         self.train_labels = data.train_labels.to(device)
-        test = data.test_images
-        if augment is not None:
-            test = center_crop(test, augment.crop)
-        self.test_images = self._normalize(test.to(device))
+        self.crop = augment.crop if augment is not None else None  # center crop of eval images
+        self.test_images = self._prepare_eval(data.test_images)
         self.test_labels = data.test_labels.to(device)
         # The validation split, prepared as the test set is: what selection goes by, if present.
         self.val_images: torch.Tensor | None = None
         self.val_labels: torch.Tensor | None = None
         if data.val_images is not None and data.val_labels is not None:
-            val = data.val_images
-            if augment is not None:
-                val = center_crop(val, augment.crop)
-            self.val_images = self._normalize(val.to(device))
+            self.val_images = self._prepare_eval(data.val_images)
             self.val_labels = data.val_labels.to(device)
-        self.crop = augment.crop if augment is not None else None  # center crop of eval images
+
+    def _prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
+        """Images to evaluate on: center-cropped (with augmentation) and normalized, once."""
+        if self.crop is not None:
+            images = center_crop(images, self.crop)
+        return self._normalize(images.to(self.device))
 
     @property
     def input_size(self) -> int:
