@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -263,12 +263,11 @@ def save_model(
         std=run.pipeline.stats.std,
         crop=run.pipeline.crop,
         class_names=class_names,
-        params={**params.hyperparams.as_params(), "p_dropout": params.hyperparams.p_dropout},
+        params=asdict(params.hyperparams),
         metrics=run.history[-1].as_dict(),
         versions=library_versions(),
         config={
-            **params.hyperparams.as_params(),
-            "p_dropout": params.hyperparams.p_dropout,
+            **asdict(params.hyperparams),
             "epoch": params.epoch,
             "dataset": params.dataset,
             "preset": params.preset,

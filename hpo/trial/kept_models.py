@@ -14,11 +14,11 @@ their own trial for a moment; the next trial's pruning removes the extra file.
 
 from __future__ import annotations
 
-import platform
+import contextlib
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,8 @@ from model.train import EpochMetrics, TrainConfig, network_args
 
 
 def library_versions() -> dict[str, str]:
-    return {
-        "hpo": hpo.__version__,
-        "optuna": optuna.__version__,
-        "python": platform.python_version(),
-    }
+    """For a model file: hpo's and Optuna's (model.model_file adds torch's and Python's)."""
+    return {"hpo": hpo.__version__, "optuna": optuna.__version__}
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,7 @@ def best_model_payload(
         std=pipeline.stats.std,
         crop=pipeline.crop,
         class_names=class_names,
-        params=train_config.hyperparams.as_params()
-        | {"p_dropout": train_config.hyperparams.p_dropout},
+        params=asdict(train_config.hyperparams),
         metrics=best.as_dict(),
         versions=library_versions(),
         study=study_name,
@@ -142,17 +138,17 @@ def prune_models(study: optuna.Study, keep: int, store: ModelStore) -> int:
 def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, Any]:
     """Copy the trial's kept model file to `out`, checked to load first; returns its contents."""
     artifact_id = trial.user_attrs.get(MODEL_ATTR)
-    try:
-        if artifact_id is None:
-            raise ArtifactNotFound(artifact_id)
-        reader = store.artifacts.open_reader(artifact_id)
-    except (ArtifactNotFound, FileNotFoundError):
+    reader = None
+    if artifact_id is not None:
+        with contextlib.suppress(ArtifactNotFound, FileNotFoundError):
+            reader = store.artifacts.open_reader(artifact_id)
+    if reader is None:
         kept = "was not kept" if artifact_id is not None else "has no kept weights"
         raise UsageError(
             f"trial {trial.number}'s model {kept} in {store.folder} (a study keeps the weights "
             "of its best --keep-models trials; pass the workers' --checkpoint-dir, or retrain "
             "it with hpo train --params)"
-        ) from None
+        )
     if not out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
     partial = out.with_name(out.name + ".partial")
