@@ -69,25 +69,23 @@ def confirmed_export(
     metrics over the new seeds; the intervals and the verdict under `confirmation`."""
     leader = confirmation.configs[0]
     trial = study.get_trials(deepcopy=False)[leader.trial]
-    epoch = mean_interval(leader.epochs)
-    export = export_of(study.study_name, trial, config)
-    export.update(
-        epoch=max(1, round(epoch.mean)),
-        test_loss=mean_interval(leader.test_losses).mean,
-        test_accuracy=mean_interval(leader.accuracies).mean,
+    loss, accuracy, epoch = (
+        mean_interval(values) for values in (leader.losses, leader.accuracies, leader.epochs)
     )
-    export["test_loss_curve"] = (trial.user_attrs.get("curves", {}).get("test_loss") or [])[
-        : export["epoch"]
-    ] or None
+    export = export_of(study.study_name, trial, config, epoch=max(1, round(epoch.mean)))
+    export.update(
+        test_loss=mean_interval(leader.test_losses).mean,
+        test_accuracy=accuracy.mean,
+    )
     if config.validation is not None:
-        export["validation_loss"] = mean_interval(leader.losses).mean
+        export["validation_loss"] = loss.mean
     export["confirmation"] = {
         "study": confirmation.study,
         "seeds": confirmation.seeds,
         "runs": len(leader.losses),
         "diverged": leader.diverged,
-        f"{config.selected_on}_loss_ci95": _bounds(mean_interval(leader.losses)),
-        "test_accuracy_ci95": _bounds(mean_interval(leader.accuracies)),
+        f"{config.selected_on}_loss_ci95": _bounds(loss),
+        "test_accuracy_ci95": _bounds(accuracy),
         "epoch_ci95": _bounds(epoch),
         "distinguishable_from_runner_up": confirmation.distinguishable,
     }
@@ -102,9 +100,13 @@ def _bounds(interval: Interval) -> list[float] | None:
     return None if math.isnan(interval.low) else [interval.low, interval.high]
 
 
-def export_of(study_name: str, best: FrozenTrial, config: StudyConfig) -> dict[str, Any]:
+def export_of(
+    study_name: str, best: FrozenTrial, config: StudyConfig, epoch: int | None = None
+) -> dict[str, Any]:
+    """The trial's export; `epoch`: another epoch than its best (a confirmation's mean), which
+    the test-loss curve is then cut at."""
     hyperparams = Hyperparams.from_params(best.params)
-    epoch = best.user_attrs["best_epoch"]
+    epoch = epoch or best.user_attrs["best_epoch"]
     curves = best.user_attrs.get("curves", {})
     # With a validation split the trial's value is its validation loss; the test loss of the
     # same epoch is then an attribute.

@@ -111,7 +111,7 @@ def _create(
                 f"study {config.confirms!r} was confirmed already with --top "
                 f"{stored_plan['top']} --seeds {len(stored_plan['seeds'])} (trials "
                 f"{', '.join(map(str, stored_plan['trials']))}) in {name!r}; see it with hpo "
-                "confirm --study " + str(config.confirms) + ", or delete that study to redo it"
+                f"confirm --study {config.confirms}, or delete that study to redo it"
             )
         return False
     study = optuna.create_study(
