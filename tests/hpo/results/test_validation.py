@@ -12,7 +12,7 @@ import pandas
 from hpo.cli import main
 
 
-def test_a_validation_split_chooses_the_epoch_that_the_test_loss_would_not(
+def test_a_validation_split_chooses_the_epoch_and_the_winner(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'v.db'}"
@@ -28,10 +28,10 @@ def test_a_validation_split_chooses_the_epoch_that_the_test_loss_would_not(
     curves = held_out.user_attrs["curves"]
     val, test = curves["val_loss"], curves["test_loss"]
     chosen = held_out.user_attrs["best_epoch"]
-    assert val[chosen - 1] == min(val) == held_out.value
+    # The first epoch of lowest validation loss. Whether the test loss would have picked another
+    # one depends on the CPU's arithmetic (tests/hpo/trial/test_epoch_book.py makes them differ).
+    assert chosen == 1 + val.index(min(val)) and val[chosen - 1] == held_out.value
     assert held_out.user_attrs["test_loss"] == test[chosen - 1]
-    # On this run the held-out images pick epoch 9; the test loss alone would have picked 12.
-    assert chosen != 1 + test.index(min(test))
     plain = optuna.load_study(study_name="v", storage=url).trials[0]
     assert "val_loss" not in plain.user_attrs["curves"]
     assert plain.user_attrs["best_epoch"] == 1 + plain.user_attrs["curves"]["test_loss"].index(
