@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
+from hpo.cli.main import COMMANDS
 from tests.helpers import REPO, run_hpo
 
 
@@ -135,6 +136,15 @@ def test_summary_prints_the_q10_table(capsys) -> None:
     assert main(["summary"]) == 0
     out = capsys.readouterr().out
     assert "1,191,170" in out and "1,190,160" in out and "Pool3" in out
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
+def test_every_help_page_prints(command: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and all(name in out for name in ([] if command else COMMANDS))
 
 
 def test_the_console_entry_point_reports_errors_without_traceback(tmp_path: Path) -> None:

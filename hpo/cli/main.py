@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hpo", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, module in COMMANDS.items():
-        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        # `help` is %-formatted by argparse (a "95% interval" would break `hpo --help`).
+        sub = commands.add_parser(
+            name, help=module.HELP.replace("%", "%%"), description=module.HELP
+        )
         if module.TAKES_STORAGE:
             sub.add_argument(
                 "--storage",
