@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from hpo.study.search_space import grid_points
 from model.hyperparams import Hyperparams
+from tests import preloaded
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,18 +47,36 @@ def _hpo_env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 def run_hpo(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    fresh: bool = False,
 ) -> Completed:
-    """Run the real `hpo` command line in a subprocess, as a user would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=cwd or REPO,
-        env=_hpo_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    """Run the real `hpo` command line in a process of its own, as a user would: forked from
+    the preloaded server (tests.preloaded), or a new interpreter (`fresh`), for what the start of
+    one must show."""
+    if fresh:
+        result = subprocess.run(
+            [sys.executable, "-m", "hpo", *args],
+            cwd=cwd or REPO,
+            env=_hpo_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Completed(returncode=result.returncode, stdout=result.stdout, stderr=result.stderr)
+    process = preloaded.start(
+        "hpo", list(args), cwd=cwd or REPO, env=_hpo_env(env), separate_stderr=True
     )
-    return Completed(returncode=result.returncode, stdout=result.stdout, stderr=result.stderr)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(returncode=process.returncode, stdout=stdout or "", stderr=stderr or "")
 
 
 def start_hpo(
@@ -66,24 +85,20 @@ def start_hpo(
     env: dict[str, str] | None = None,
     output: bool = True,
     launcher: tuple[str, ...] = ("hpo",),
-) -> subprocess.Popen[str]:
-    """Start the real `hpo` command line; stdout and stderr piped together, or dropped.
-    `launcher`: the module that runs it, with its own arguments first (tests.freeze_at)."""
-    sink = subprocess.PIPE if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", *launcher, *args],
-        cwd=cwd or REPO,
-        env=_hpo_env(env),
-        stdout=sink,
-        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
-        text=True,
+) -> preloaded.PreloadedProcess:
+    """Start the real `hpo` command line in a process of its own (forked from the preloaded
+    server); stdout and stderr piped together, or dropped. `launcher`: the module that runs it,
+    with its own arguments first (tests.freeze_at)."""
+    module, *launcher_args = launcher
+    return preloaded.start(
+        module, [*launcher_args, *args], cwd=cwd or REPO, env=_hpo_env(env), output=output
     )
 
 
 def create_everywhere(url: str, cwd: Path, *settings: tuple[str, ...]) -> list[tuple[int, str]]:
     """Start one `hpo create` of the study `job` per settings at the same moment, as every node
     of a cluster job does; (exit status, output) of each."""
-    processes: list[subprocess.Popen[str]] = [
+    processes = [
         start_hpo("create", "--storage", url, "--study", "job", *extra, cwd=cwd)
         for extra in settings
     ]
@@ -188,7 +203,15 @@ def check_finished_grid(storage_url: str, cwd: Path, preset: str = "batchnorm") 
     check_export_against_study(json.loads(exported.stdout), storage_url)
     check_kept_models(storage_url, "grid", cwd / "checkpoints" / "models", keep=3)
     late = run_hpo(
-        "worker", "--storage", storage_url, "--study", "grid", "--device", "cpu", cwd=cwd
+        "worker",
+        "--storage",
+        storage_url,
+        "--study",
+        "grid",
+        "--device",
+        "cpu",
+        cwd=cwd,
+        fresh=True,
     )
     assert late.returncode == 0 and "worker done: 0 trials" in late.stdout
 

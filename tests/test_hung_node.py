@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 import sqlalchemy
 
 from tests.helpers import assert_grid_exactly_once, create_small_grid, start_hpo
+from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
@@ -45,8 +45,8 @@ MOMENTS = {
 class Scenario:
     study: str
     moment: str
-    frozen: subprocess.Popen[str]
-    rescuer: subprocess.Popen[str] | None = None
+    frozen: PreloadedProcess
+    rescuer: PreloadedProcess | None = None
     held_s: float | None = None  # how long the frozen worker kept its study's trials locked
 
     def start_rescuer(self, url: str, cwd: Path) -> None:

@@ -33,6 +33,7 @@ from tests.pooled_postgres import (
     private_folder,
     wait_for_pooler,
 )
+from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 WORKERS = 16
@@ -51,7 +52,7 @@ def cluster() -> Iterator[PooledPostgres]:
         pytest.skip(str(missing))
 
 
-def _worker(url: str, cwd: Path, study: str = "grid") -> subprocess.Popen[str]:
+def _worker(url: str, cwd: Path, study: str = "grid") -> PreloadedProcess:
     return start_hpo(
         *("worker", "--storage", url, "--study", study, "--device", "cpu"),
         *("--checkpoint-dir", str(cwd / "checkpoints"), "--heartbeat", "2", "--grace", "10"),

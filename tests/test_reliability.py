@@ -24,6 +24,7 @@ from tests.helpers import (
     run_hpo,
     start_hpo,
 )
+from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -31,7 +32,7 @@ FAST_HEARTBEAT = ["--heartbeat", "1", "--grace", "3", "--poll", "0.5"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
+def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> PreloadedProcess:
     return start_hpo(
         *("worker", "--storage", storage, "--study", study, "--device", "cpu"),
         *("--checkpoint-dir", str(cwd / "checkpoints"), *FAST_HEARTBEAT, *extra),
@@ -40,7 +41,7 @@ def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> subprocess
     )
 
 
-def start_launcher(storage: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
+def start_launcher(storage: str, study: str, cwd: Path, *extra: str) -> PreloadedProcess:
     """`hpo launch` with 2 CPU workers."""
     return start_hpo(
         *("launch", "--storage", storage, "--study", study, "--cpu", "2"),
@@ -57,7 +58,7 @@ def create(storage: str, study: str, cwd: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def finish(workers: list[subprocess.Popen[str]], timeout: float = 400) -> list[str]:
+def finish(workers: list[PreloadedProcess], timeout: float = 400) -> list[str]:
     outputs = []
     for worker in workers:
         out, _ = worker.communicate(timeout=timeout)
