@@ -14,6 +14,7 @@ so nothing is lost and nothing counts twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
@@ -68,7 +69,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
     PRUNED trials never count: their value is their last report, not their best.
     """
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return best_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """`best_trial` of a list of trials already read."""
+    complete = (t for t in trials if t.state == TrialState.COMPLETE)
     return min(complete, key=lambda t: (t.value, t.number), default=None)
 
 

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import TakenOver, UsageError
 from hpo.results.text import describe_trial
-from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_trial, open_study
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_of, open_study
 from hpo.study.recovery import queued_again, requeue, retry_callback, retry_dead_trials
 from hpo.trial.preemption import Preempted, Preemption
 from storage import open_storage
@@ -205,12 +205,13 @@ class _Worker:
 
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.states[trial.state.name] += 1
-        self.say(describe_trial(trial, best_trial(study)))
+        trials = study.get_trials(deepcopy=False)  # one read for the line and the pruning
+        self.say(describe_trial(trial, best_of(trials)))
         if self.models is not None:
             from hpo.trial.kept_models import prune_models
 
             try:
-                prune_models(study, self.study.config.keep_models, self.models)
+                prune_models(trials, self.study.config.keep_models, self.models)
             except OSError as error:  # the next trial's pruning tries again
                 self.say(f"warning: kept models not pruned: {error}")
 

@@ -18,6 +18,7 @@ import contextlib
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,12 @@ def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) 
     return artifact_id
 
 
-def prune_models(study: optuna.Study, keep: int, store: ModelStore) -> int:
-    """Remove the model files of all finished trials but the `keep` best COMPLETE ones; returns
-    how many were removed. Running trials' files are left alone: they may be the best yet."""
+def prune_models(trials: Iterable[FrozenTrial], keep: int, store: ModelStore) -> int:
+    """Remove the model files of all finished trials but the `keep` best COMPLETE ones, of the
+    study's `trials`; returns how many were removed. Running trials' files are left alone: they
+    may be the best yet."""
     holders = [
-        trial
-        for trial in study.get_trials(deepcopy=False)
-        if trial.state.is_finished() and MODEL_ATTR in trial.user_attrs
+        trial for trial in trials if trial.state.is_finished() and MODEL_ATTR in trial.user_attrs
     ]
     complete = sorted(
         (t for t in holders if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number)
