@@ -27,7 +27,7 @@ step() {  # step NAME SECONDS COMMAND...
 if command -v nvidia-smi >/dev/null; then nvidia-smi -L | tee "$out/device.txt"; fi
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/device.txt"
 
-step tests 100 python3 -m pytest -q -m cuda tests/model/test_cuda.py -p no:cacheprovider
+step tests 100 python3 -m pytest -q -n 0 -m cuda tests/model/test_cuda.py -p no:cacheprovider
 step worker 50 bash -c "
   db=\$(mktemp -d)/gpu.db
   python3 -m hpo create --storage sqlite:///\$db --study gpu --sampler tpe --n-trials 3 \

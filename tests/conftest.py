@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the cores: one thread each, for them and the processes they
+    # start, rather than four threads spinning on two cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
