@@ -81,3 +81,24 @@ def mysql_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+# The files that take longest on 2 cores (`--durations`: the demo, the fault tests, the pooled and
+# frozen workers, Chromium), started first: the two test processes take a file at a time, and the
+# quick files then fill in at the end instead of one process finishing a long file alone.
+LONGEST_FIRST = (
+    "test_end_to_end.py",
+    "test_reliability.py",
+    "test_hung_node.py",
+    "test_pooling.py",
+    "test_browser.py",
+    "test_cluster.py",
+    "test_gpu_check_script.py",
+    "test_compose.py",
+    "test_confirm.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
