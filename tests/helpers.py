@@ -202,17 +202,8 @@ def check_finished_grid(storage_url: str, cwd: Path, preset: str = "batchnorm") 
     assert exported.returncode == 0, exported.stderr
     check_export_against_study(json.loads(exported.stdout), storage_url)
     check_kept_models(storage_url, "grid", cwd / "checkpoints" / "models", keep=3)
-    late = run_hpo(
-        "worker",
-        "--storage",
-        storage_url,
-        "--study",
-        "grid",
-        "--device",
-        "cpu",
-        cwd=cwd,
-        fresh=True,
-    )
+    worker = ("worker", "--storage", storage_url, "--study", "grid", "--device", "cpu")
+    late = run_hpo(*worker, cwd=cwd, fresh=True)
     assert late.returncode == 0 and "worker done: 0 trials" in late.stdout
 
 

@@ -160,9 +160,8 @@ def _serve(path: str) -> _ChildStart:
                     return _ChildStart(json.loads(message), fds)
                 for fd in fds:
                     os.close(fd)
-                children[pid] = connection
+                children[pid] = connection  # its exit comes as SIGCHLD, through the wakeup pipe
                 connection.sendall(_STATUS.pack(pid))
-                _reap(children)
 
 
 def _reap(children: dict[int, socket.socket]) -> None:
@@ -202,40 +201,28 @@ class PreloadedProcess:
         self._connection = connection
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self._connection.setblocking(False)
-            try:
-                self._receive_status()
-            except BlockingIOError:
-                pass
-            finally:
-                if self.returncode is None:
-                    self._connection.setblocking(True)
+        self._receive_status(timeout=0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self._connection.settimeout(timeout)
-            try:
-                self._receive_status()
-            except TimeoutError:
-                raise subprocess.TimeoutExpired(self.args, timeout) from None
-            finally:
-                if self.returncode is None:
-                    self._connection.settimeout(None)
+        if not self._receive_status(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
         assert self.returncode is not None
         return self.returncode
 
     def communicate(self, timeout: float | None = None) -> tuple[str | None, str | None]:
         """All of stdout and stderr once the process has exited (read as they come, so that a
         full pipe never blocks the child)."""
-        streams = [stream for stream in (self.stdout, self.stderr) if stream is not None]
-        texts: dict[int, str] = {}
+        texts: list[str | None] = [None, None]
 
-        def read(stream: IO[str]) -> None:
-            texts[id(stream)] = stream.read()
+        def read(index: int, stream: IO[str]) -> None:
+            texts[index] = stream.read()
 
-        readers = [threading.Thread(target=read, args=(s,), daemon=True) for s in streams]
+        readers = [
+            threading.Thread(target=read, args=(index, stream), daemon=True)
+            for index, stream in enumerate((self.stdout, self.stderr))
+            if stream is not None
+        ]
         for reader in readers:
             reader.start()
         for reader in readers:
@@ -243,9 +230,7 @@ class PreloadedProcess:
             if reader.is_alive():
                 raise subprocess.TimeoutExpired(self.args, timeout)
         self.wait(timeout)
-        return tuple(  # type: ignore[return-value]
-            None if stream is None else texts[id(stream)] for stream in (self.stdout, self.stderr)
-        )
+        return texts[0], texts[1]
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
@@ -257,15 +242,18 @@ class PreloadedProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def _receive_status(self) -> None:
-        data = b""
-        while len(data) < _STATUS.size:
-            chunk = self._connection.recv(_STATUS.size - len(data))
-            if not chunk:
-                raise RuntimeError(f"the preloaded server lost process {self.pid}")
-            data += chunk
-        self.returncode = os.waitstatus_to_exitcode(_STATUS.unpack(data)[0])
+    def _receive_status(self, timeout: float | None) -> bool:
+        """Whether the exit status came within `timeout` seconds (0: without waiting)."""
+        if self.returncode is not None:
+            return True
+        self._connection.settimeout(timeout)
+        try:
+            status = _receive_exactly(self._connection, _STATUS.size)
+        except (TimeoutError, BlockingIOError):
+            return False
+        self.returncode = os.waitstatus_to_exitcode(_STATUS.unpack(status)[0])
         self._connection.close()
+        return True
 
 
 class _Server:
