@@ -8,8 +8,10 @@ private Optuna name: when an Optuna release changes one of these, this module an
 test (tests/storage/test_optuna_internals.py, run on SQLite, PostgreSQL and MariaDB) are where it
 shows, before a queue silently runs a grid point twice.
 
-Public APIs are used wherever they exist: `RetryFailedTrialCallback.retried_trial_number` and
-`retry_history` for the retry lineage, `Study.enqueue_trial` for queueing.
+Public APIs are used wherever they exist: `RetryHeartbeatStaleTrialCallback.retried_trial_number`
+and `retry_history` for the retry lineage (the callback that `hpo.study.recovery` queues retries
+with; `RetryFailedTrialCallback`, deprecated since Optuna 4.9, is its subclass),
+`Study.enqueue_trial` for queueing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 if TYPE_CHECKING:
@@ -98,13 +100,13 @@ def retried_trial_number(trial: FrozenTrial) -> int | None:
     """The number of the first trial of the retry chain that `trial` belongs to, if it is a
     retry (Optuna's retry callbacks record it)."""
     with _stable_since_2_8():
-        return RetryFailedTrialCallback.retried_trial_number(trial)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:
     """The numbers of the trials that `trial` retries, oldest first."""
     with _stable_since_2_8():
-        return RetryFailedTrialCallback.retry_history(trial)
+        return RetryHeartbeatStaleTrialCallback.retry_history(trial)
 
 
 @contextmanager

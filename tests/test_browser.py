@@ -38,7 +38,8 @@ def chromium() -> str:
 
 
 def browse(url: str, screenshot: str, height: int = 1400, check_size: bool = True) -> str:
-    """Load `url` with JavaScript, save a screenshot, return the rendered DOM."""
+    """Load `url` with JavaScript, save a screenshot, return the rendered DOM: one Chromium
+    start for both (headless Chromium takes --screenshot and --dump-dom together)."""
     ARTIFACTS.mkdir(exist_ok=True)
     flags = [
         chromium(),
@@ -53,23 +54,18 @@ def browse(url: str, screenshot: str, height: int = 1400, check_size: bool = Tru
         f"--window-size=1400,{height}",
         "--virtual-time-budget=10000",
     ]
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [*flags, f"--user-data-dir={profile}", f"--screenshot={ARTIFACTS / screenshot}", url],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
+    shot = ARTIFACTS / screenshot
+    shot.unlink(missing_ok=True)  # the size check below sees this run's file
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
-            [*flags, f"--user-data-dir={profile}", "--dump-dom", url],
+            [*flags, f"--user-data-dir={profile}", f"--screenshot={shot}", "--dump-dom", url],
             capture_output=True,
             text=True,
             timeout=120,
             check=True,
         ).stdout
     if check_size:  # a page with content, not a blank one
-        assert (ARTIFACTS / screenshot).stat().st_size > 10_000
+        assert shot.stat().st_size > 10_000
     return dom
 
 

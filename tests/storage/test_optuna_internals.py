@@ -14,15 +14,12 @@ import time
 
 import optuna
 import pytest
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from storage import open_storage, optuna_internals
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
-    pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 SERVERS = [pytest.param(name, marks=pytest.mark.server) for name in ("postgres", "mariadb")]
 
 
@@ -94,7 +91,7 @@ def test_a_popped_trial_keeps_its_queued_parameters(url: str) -> None:
 def test_retries_keep_their_lineage(url: str) -> None:
     study, _ = _study(url)
     study.enqueue_trial({"x": 1.0})
-    retry = RetryFailedTrialCallback(max_retry=3)
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=3)  # the one hpo.study.recovery uses
     for _ in range(2):  # fail the trial, then fail its retry
         trial = study.ask()
         trial.suggest_float("x", 0.0, 2.0)

@@ -25,8 +25,6 @@ from hpo.study.recovery import (
 from storage import open_storage
 from storage.optuna_internals import queued_params, trial_id
 
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-
 
 @pytest.fixture
 def grid(tmp_path):

@@ -4,13 +4,10 @@ became of it, and a worker whose trials keep failing stops with a non-zero statu
 from __future__ import annotations
 
 import optuna
-import pytest
 
 from hpo.cli import main
 from hpo.study.recovery import ERROR_ATTR, MAX_RETRIES
 from hpo.trial.objective import Objective
-
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def test_failed_trials_keep_their_error_and_status_lists_them(

@@ -137,6 +137,8 @@ def test_a_real_trial_completes_with_its_best_loss_and_attrs() -> None:
     assert trial.intermediate_values == {e: v for e, v in enumerate(curve, start=1)}
 
 
+# A learning rate of 1e6 lies outside the search range on purpose: Optuna warns, and runs it.
+@pytest.mark.filterwarnings("ignore:Fixed parameter learning_rate")
 def test_a_diverging_trial_is_pruned_and_never_best() -> None:
     study, objective = _objective("tpe", epochs=5, patience=2, n_trials=2)
     study.enqueue_trial({"learning_rate": 1e6, "batch_size": 64, "p_dropout": 0.5})
