@@ -41,10 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return default_of(DemoOptions, name)
 
     parser.add_argument("--study", help="study name (default: demo-<date>-<time>)")
-    parser.add_argument("--n-trials", type=positive_int, default=default("n_trials"))
-    parser.add_argument("--epochs", type=positive_int, default=default("epochs"))
-    parser.add_argument("--seed", type=int, default=default("seed"))
-    parser.add_argument("-o", "--output", type=Path, default=default("out"))
+    parser.add_argument(
+        "--n-trials", type=positive_int, default=default("n_trials"), help="TPE trials to run"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=default("epochs"), help="most epochs a trial runs"
+    )
+    parser.add_argument("--seed", type=int, default=default("seed"), help="training seed")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=default("out"), help="where the export goes"
+    )
 
 
 def run(args: argparse.Namespace, storage_url: str) -> int:
