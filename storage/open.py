@@ -11,7 +11,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from storage.errors import StorageError
-from storage.resilient import ResilientRDBStorage, reason, with_retries
+from storage.resilient import ResilientRDBStorage
+from storage.retries import reason, with_retries
 from storage.session_limits import DEFAULT_IDLE_TRANSACTION_S, limit_sessions
 from storage.urls import StorageURL, parse_storage_url
 

@@ -25,7 +25,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import optuna_internals
-from storage.resilient import with_retries
+from storage.retries import with_retries
 
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 

@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 from storage import open_storage
 from storage.optuna_internals import trial_id
-from storage.resilient import ResilientRDBStorage, with_retries
+from storage.resilient import ResilientRDBStorage
+from storage.retries import with_retries
 
 
 def _flaky(failures: int, result: str = "done"):
@@ -28,7 +29,7 @@ def _flaky(failures: int, result: str = "done"):
 
 
 def test_a_transient_error_is_retried_until_the_call_succeeds(monkeypatch, caplog) -> None:
-    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     call, calls = _flaky(failures=3)
     with caplog.at_level(logging.WARNING, logger="hpo.storage"):
         assert with_retries(call, outage_s=60, name="get_trial") == "done"
@@ -38,7 +39,7 @@ def test_a_transient_error_is_retried_until_the_call_succeeds(monkeypatch, caplo
 
 def test_an_outage_longer_than_allowed_raises_the_last_error(monkeypatch) -> None:
     slept = []
-    monkeypatch.setattr("storage.resilient.time.sleep", slept.append)
+    monkeypatch.setattr("storage.retries.time.sleep", slept.append)
     call, calls = _flaky(failures=10**6)
     with pytest.raises(sqlalchemy.exc.OperationalError):
         with_retries(call, outage_s=0, name="get_trial")
@@ -62,7 +63,7 @@ def test_a_state_change_whose_first_attempt_committed_is_not_an_error(
 ) -> None:
     """The connection dies after the commit: the retry finds the trial finished, in the state it
     was setting, and reports success instead of "trial already finished"."""
-    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True, outage_s=60)
     assert isinstance(storage, ResilientRDBStorage)
     study = optuna.create_study(storage=storage, study_name="r")

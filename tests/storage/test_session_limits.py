@@ -12,7 +12,7 @@ import sqlalchemy
 from storage import open_storage
 from storage.errors import StorageError
 from storage.open import _waiting_while_full
-from storage.resilient import is_transient, reason
+from storage.retries import is_transient, reason
 from storage.session_limits import session_settings, transaction_settings
 from storage.urls import parse_storage_url
 
@@ -86,7 +86,7 @@ def _refused(times: int, message: str, sqlstate: str | None = None):
 
 
 def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog) -> None:
-    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo:s3cret@db.example/hpo")
     connect = _refused(
         2,
@@ -110,14 +110,14 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
     ],
 )
 def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
-    monkeypatch.setattr("storage.resilient.time.sleep", lambda _s: None)
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
     assert _waiting_while_full(_refused(1, *refusal), url, wait_s=60) == "connected"
 
 
 def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
     slept = []
-    monkeypatch.setattr("storage.resilient.time.sleep", slept.append)
+    monkeypatch.setattr("storage.retries.time.sleep", slept.append)
     with pytest.raises(StorageError, match="cannot use database"):
         open_storage("postgresql+psycopg://hpo@127.0.0.1:1/hpo", outage_s=600)
     assert slept == []

@@ -1,0 +1,75 @@
+"""Retrying a database call through an outage: which errors may pass, and the back-off loop.
+
+Used by the storage that wraps Optuna's calls (storage.resilient) and by this project's own
+queries (storage.optuna_internals), so that both wait out a restarted or unreachable server the
+same way and say why on the `hpo.storage` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy
+from optuna.exceptions import StorageInternalError
+
+_log = logging.getLogger("hpo.storage")
+T = TypeVar("T")
+
+_TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+# PostgreSQL's "terminating connection due to idle-in-transaction timeout" (storage.session_limits)
+# is an InternalError by its SQL state; the next attempt runs on a new connection.
+_ENDED_SESSION_STATES = {"25P03"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` may pass: the database was unreachable, restarting, full, or ended our
+    session; not a constraint violation or a bad query."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if getattr(error.orig, "sqlstate", None) in _ENDED_SESSION_STATES:
+            return True
+    return isinstance(error, _TRANSIENT)
+
+
+def reason(error: BaseException) -> str:
+    """The database's own words, first line only: "too many clients already", not a traceback."""
+    while isinstance(error, StorageInternalError) and error.__cause__ is not None:
+        error = error.__cause__
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return detail[0] if detail else type(error).__name__
+
+
+def with_retries(
+    call: Callable[[], T],
+    outage_s: float,
+    name: str,
+    *,
+    retry_if: Callable[[Exception], bool] = is_transient,
+    first_delay_s: float = 0.5,
+    explain: Callable[[Exception, float], str] | None = None,
+) -> T:
+    """`call()`, tried again with doubling delays (at most 15 s) for up to `outage_s` seconds
+    while it raises errors that `retry_if` accepts; each retry says why on the `hpo.storage`
+    logger (stderr): `explain(error, delay)`, by default "database unavailable during NAME"."""
+    deadline = time.monotonic() + outage_s
+    delay = first_delay_s
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not retry_if(error) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning("%s", (explain or _unavailable(name))(error, delay))
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def _unavailable(name: str) -> Callable[[Exception, float], str]:
+    def explain(error: Exception, delay: float) -> str:
+        return f"database unavailable during {name} ({reason(error)}); retrying in {delay:.1f} s"
+
+    return explain
