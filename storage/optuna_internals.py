@@ -16,18 +16,23 @@ with; `RetryFailedTrialCallback`, deprecated since Optuna 4.9, is its subclass),
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial
+
+from storage.retries import with_retries
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore as ArtifactStore
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVATE_STORAGE_READS",
     "ArtifactStore",
+    "frozen_when_asked",
     "orphaned_trial_ids",
     "pop_waiting_trial_id",
     "queued_params",
@@ -42,6 +48,7 @@ __all__ = [
     "retried_trial_number",
     "retry_history",
     "sampler_view",
+    "set_trial_attrs",
     "stale_trial_ids",
     "study_id",
     "suggest_fixed",
@@ -52,6 +59,7 @@ __all__ = [
 # cache, `best_trial`, the heartbeat check): storage.resilient retries them through outages.
 PRIVATE_STORAGE_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
 
+T = TypeVar("T")
 _FIXED_PARAMS_ATTR = "fixed_params"  # what `enqueue_trial` stores in a queued trial
 _ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where `optuna.artifacts.upload_artifact` lists a file
 
@@ -70,11 +78,55 @@ def pop_waiting_trial_id(study: optuna.Study) -> int | None:
 
     The storage makes the WAITING → RUNNING change under a row lock (PostgreSQL, MySQL) and skips
     a trial that another process took first, so each queued trial is popped by exactly one
-    caller. Optuna's trial cache is cleared first: a cached list would offer trials that other
-    workers took meanwhile.
+    caller. As in `Study.ask`, the list of the study's trials that samplers read during a trial
+    is dropped first, so that the pop and the next trial's sampling see every trial as it is now.
+    (Optuna's pop reads every queued trial whole, through its trial cache. Asking the database
+    for the queued ids alone would be cheaper, but the cache must have read a trial before a
+    parameter can be suggested in it.)
     """
     study._thread_local.cached_all_trials = None
     return study._pop_waiting_trial_id()
+
+
+def frozen_when_asked(trial: optuna.Trial) -> FrozenTrial:
+    """A copy of the trial as Optuna read it when the `Trial` was made, with the parameters
+    suggested since: its queued parameters and retry lineage without another database read."""
+    return copy.deepcopy(trial._cached_frozen_trial)
+
+
+def set_trial_attrs(
+    trial: optuna.Trial,
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Write several attributes of a running trial in one transaction, where `set_user_attr`
+    takes one each (a lock-free read of the trial, a write and a commit; on PostgreSQL also a
+    statement of session limits). Raises UpdateFinishedTrialError, writing nothing, if the trial
+    is finished: another worker failed it as stale. On a storage that is not a database, one
+    call per attribute."""
+    storage = _database(trial.storage, required=False)
+    key_of_trial = trial._trial_id
+    if storage is None:
+        for key, value in user_attrs.items():
+            trial.storage.set_trial_user_attr(key_of_trial, key, value)
+        for key, value in (system_attrs or {}).items():
+            trial.storage.set_trial_system_attr(key_of_trial, key, value)
+    else:
+
+        def write() -> None:
+            with _create_scoped_session(storage.scoped_session, True) as session:
+                for table, attrs in (
+                    (models.TrialUserAttributeModel, user_attrs),
+                    (models.TrialSystemAttributeModel, system_attrs or {}),
+                ):
+                    for key, value in attrs.items():
+                        storage._set_trial_attr_without_commit(
+                            session, table, key_of_trial, key, value
+                        )
+
+        # Upserts: an attempt that committed before its connection was cut is harmless again.
+        _retried(storage, write, "set_trial_attrs")
+    trial._cached_frozen_trial.user_attrs.update(user_attrs)  # what `set_user_attr` keeps too
 
 
 def suggest_fixed(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
@@ -145,8 +197,29 @@ def orphaned_trial_ids(storage: RDBStorage, study_id: int, grace_s: float) -> li
     Optuna's stale check only sees trials with a heartbeat row; a worker killed between taking a
     trial and its first heartbeat leaves a RUNNING trial that no check would ever retry.
     """
-    # Optuna stores datetime_start as the worker's naive local time.
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_s)
-    with storage.engine.connect() as connection:
-        rows = connection.execute(_ORPHANS, {"study_id": study_id, "cutoff": cutoff})
-        return [int(row[0]) for row in rows]
+
+    def query() -> list[int]:
+        # Optuna stores datetime_start as the worker's naive local time.
+        cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_s)
+        with storage.engine.connect() as connection:
+            rows = connection.execute(_ORPHANS, {"study_id": study_id, "cutoff": cutoff})
+            return [int(row[0]) for row in rows]
+
+    return _retried(storage, query, "look for trials that never sent a heartbeat")
+
+
+def _database(storage: BaseStorage, required: bool = True) -> RDBStorage | None:
+    """The database storage under Optuna's trial cache (`_CachedStorage`), which a `Study`
+    wraps an RDB storage in."""
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, RDBStorage):
+        return backend
+    if required:
+        raise TypeError(f"a study in a database was expected, not {type(backend).__name__}")
+    return None
+
+
+def _retried(storage: RDBStorage, call: Callable[[], T], name: str) -> T:
+    # Our own queries wait out an outage as Optuna's calls do on a worker's storage
+    # (storage.resilient, whose `outage_s` it is); once on any other.
+    return with_retries(call, getattr(storage, "outage_s", 0.0), name)

@@ -124,14 +124,7 @@ def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float
 
 
 def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
-    # Our own query, outside Optuna's storage calls: it waits out an outage the same way.
-    return with_retries(
-        lambda: optuna_internals.orphaned_trial_ids(
-            storage, optuna_internals.study_id(study), grace_s
-        ),
-        getattr(storage, "outage_s", 0.0),
-        "look for trials that never sent a heartbeat",
-    )
+    return optuna_internals.orphaned_trial_ids(storage, optuna_internals.study_id(study), grace_s)
 
 
 def is_retry(trial: FrozenTrial) -> bool:

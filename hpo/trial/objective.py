@@ -6,10 +6,11 @@ import gc
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo.errors import TakenOver
@@ -88,13 +89,14 @@ class Objective:
             speed=self.speed,
         )
         study_name = trial.study.study_name
-        # One read of the trial serves the checkpoint lineage and the pruner.
+        # The trial as `study.ask` read it serves the checkpoint lineage and the pruner.
         trial_id = optuna_internals.trial_id(trial)
-        frozen = trial.storage.get_trial(trial_id)
+        frozen = optuna_internals.frozen_when_asked(trial)
         key = lineage(frozen)
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
-        trial.set_user_attr("device", str(self.pipeline.device))
-        trial.set_user_attr("speed", self.speed.names())
+        optuna_internals.set_trial_attrs(
+            trial, {"device": str(self.pipeline.device), "speed": self.speed.names()}
+        )
         register_curves_artifact(trial)
         writer = TrialWriter(trial.storage, trial_id, self.live_curves_s)
         book = EpochBook(
@@ -126,9 +128,10 @@ class Objective:
             # final ones below.
             writer.close()
         writer.check()
-        self._check_still_ours(trial)  # else the retry needs the checkpoint: leave it
-        for name, value in book.user_attrs().items():
-            trial.set_user_attr(name, value)
+        try:
+            optuna_internals.set_trial_attrs(trial, book.user_attrs())
+        except UpdateFinishedTrialError:  # the trial is finished: another worker failed it
+            self._taken_over(trial)  # and its retry needs the checkpoint: leave it
         if self.checkpoints is not None:
             self.checkpoints.remove(study_name, key)
         if book.stop_reason in ("diverged", "pruned", "oom") or book.best is None:
@@ -169,8 +172,11 @@ class Objective:
     def _check_still_ours(self, trial: optuna.Trial) -> None:
         # Reporting to a trial that another worker failed raises nothing, so ask the database.
         if trial.storage.get_trial(optuna_internals.trial_id(trial)).state != TrialState.RUNNING:
-            self.last_trial_taken_over = True
-            raise TakenOver(f"trial {trial.number} was taken over by another worker")
+            self._taken_over(trial)
+
+    def _taken_over(self, trial: optuna.Trial) -> NoReturn:
+        self.last_trial_taken_over = True
+        raise TakenOver(f"trial {trial.number} was taken over by another worker")
 
     def _train(self, run: Training, book: EpochBook, study_name: str, key: int) -> None:
         epochs = run.epochs()

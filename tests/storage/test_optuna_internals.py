@@ -3,8 +3,9 @@
 storage/optuna_internals.py is the one place that uses Optuna's private names; these tests run
 each of its primitives against SQLite, PostgreSQL and MariaDB, the way Optuna's own tests run
 over its storages. When an Optuna release changes one of them, a test here fails first: the
-queue's exactly-once pop, the retry lineage, Optuna's stale-trial check, the check for trials
-that never sent a heartbeat, and the artifact listing that optuna-dashboard reads.
+queue's exactly-once pop, a trial's attributes written in one commit, the retry lineage,
+Optuna's stale-trial check, the check for trials that never sent a heartbeat, and the artifact
+listing that optuna-dashboard reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -86,6 +89,55 @@ def test_a_popped_trial_keeps_its_queued_parameters(url: str) -> None:
     assert optuna_internals.trial_id(frozen) == trial_id
     assert optuna_internals.queued_params(frozen) == {"learning_rate": 0.01, "batch_size": 512}
     assert storage.get_study_id_from_name("contract") == optuna_internals.study_id(study)
+
+
+def test_queued_trials_are_popped_oldest_first_and_samplers_see_the_study_anew(url: str) -> None:
+    study, _ = _study(url)
+    for k in range(3):
+        study.enqueue_trial({"x": float(k)})
+    study._get_trials(deepcopy=False, use_cache=True)  # what a sampler reads during a trial
+    first = optuna_internals.pop_waiting_trial_id(study)
+    assert first == optuna_internals.trial_id(study.trials[0])
+    cached = study._get_trials(deepcopy=False, use_cache=True)
+    assert [t.state for t in cached] == [TrialState.RUNNING, TrialState.WAITING, TrialState.WAITING]
+
+
+def test_the_trial_as_asked_is_a_copy_with_its_queued_and_suggested_parameters(url: str) -> None:
+    study, _ = _study(url)
+    study.enqueue_trial({"x": 1.0})
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 2.0)
+    frozen = optuna_internals.frozen_when_asked(trial)
+    assert (frozen.number, frozen.state, frozen.params) == (0, TrialState.RUNNING, {"x": 1.0})
+    assert optuna_internals.queued_params(frozen) == {"x": 1.0}
+    frozen.intermediate_values = {1: 0.5}  # what the epoch book does with its pruning view
+    frozen.user_attrs["y"] = 2
+    again = optuna_internals.frozen_when_asked(trial)
+    assert again.intermediate_values == {} and again.user_attrs == {}
+
+
+def test_a_trials_attributes_are_written_in_one_commit_and_never_to_a_finished_trial(
+    url: str,
+) -> None:
+    study, storage = _study(url)
+    trial = study.ask()
+    key = optuna_internals.trial_id(trial)
+    commits = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda _connection: commits.append(1))
+    curves = {"test_loss": [0.5, None]}
+    optuna_internals.set_trial_attrs(
+        trial, {"epochs_run": 2, "curves": curves}, {"artifacts:a": "m"}
+    )
+    assert len(commits) == 1
+    written = storage.get_trial(key)
+    assert written.user_attrs == {"epochs_run": 2, "curves": curves} == trial.user_attrs
+    assert written.system_attrs["artifacts:a"] == "m"
+    # Another worker fails the trial as stale: nothing more is written to it.
+    other = open_storage(url)
+    assert other.set_trial_state_values(key, TrialState.FAIL)
+    with pytest.raises(UpdateFinishedTrialError):
+        optuna_internals.set_trial_attrs(trial, {"stop_reason": "patience", "epochs_run": 3})
+    assert storage.get_trial(key).user_attrs == {"epochs_run": 2, "curves": curves}
 
 
 def test_retries_keep_their_lineage(url: str) -> None:

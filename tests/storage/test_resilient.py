@@ -10,7 +10,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from storage import open_storage
+from storage import open_storage, optuna_internals
 from storage.optuna_internals import trial_id
 from storage.resilient import ResilientRDBStorage
 from storage.retries import with_retries
@@ -86,3 +86,37 @@ def test_a_state_change_whose_first_attempt_committed_is_not_an_error(
     original(storage, other, TrialState.FAIL)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_state_values(other, TrialState.COMPLETE, [1.0])
+
+
+def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) -> None:
+    """The orphan check and the one-commit attribute write (storage.optuna_internals) go around
+    Optuna's storage calls, so they retry by themselves on a worker's storage."""
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
+    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True, outage_s=60)
+    study = optuna.create_study(storage=storage, study_name="r")
+    trial = study.ask()  # running, and no heartbeat ever: an orphan
+    connect, refused = storage.engine.connect, []
+
+    def refuse_twice():
+        if len(refused) < 2:
+            refused.append(1)
+            raise sqlalchemy.exc.OperationalError("connect", {}, Exception("server restarting"))
+        return connect()
+
+    monkeypatch.setattr(storage.engine, "connect", refuse_twice)
+    study_id = optuna_internals.study_id(study)
+    orphans = optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=-5)
+    assert len(refused) == 2 and orphans == [trial_id(trial)]
+
+    original, attempts = RDBStorage._set_trial_attr_without_commit, []
+
+    def lose_the_connection_once(self, session, table, trial_id, key, value):
+        attempts.append(key)
+        if len(attempts) == 2:  # mid-transaction: the whole write is tried again
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("connection lost"))
+        return original(self, session, table, trial_id, key, value)
+
+    monkeypatch.setattr(RDBStorage, "_set_trial_attr_without_commit", lose_the_connection_once)
+    optuna_internals.set_trial_attrs(trial, {"a": 1, "b": 2})
+    assert attempts == ["a", "b", "a", "b"]
+    assert storage.get_trial(trial_id(trial)).user_attrs == {"a": 1, "b": 2}

@@ -5,6 +5,7 @@ import math
 import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from hpo.study.config import StudyConfig
 from hpo.trial.data import device_pipeline, load_data
@@ -217,3 +218,41 @@ def test_patience_still_ends_trials_complete_under_hyperband(writes) -> None:
     losses = [1.9, 1.8] + [2.0] * 40
     book = _run_book(losses, patience=2, pruner="hyperband", writes=writes)
     assert book.best.epoch == 2 and book.epochs_run == 4 and book.stop_reason == "patience"
+
+
+def test_a_trial_failed_by_another_worker_in_its_last_epoch_is_left_to_it(tmp_path) -> None:
+    """Its final attributes are refused (the trial is finished), nothing of it is written, and
+    its checkpoint stays for the retry that the other worker queued."""
+    from hpo.errors import TakenOver
+    from hpo.study.recovery import lineage
+    from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
+    from storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'taken.db'}"
+    config = StudyConfig(sampler="grid", dataset="synthetic", subset=32, epochs=3, patience=3)
+    data = load_data(config.data_spec)
+    pipeline = device_pipeline(data, config.dataset, config.preset, torch.device("cpu"))
+    study = optuna.create_study(storage=open_storage(url, create=True), study_name="taken")
+    study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
+    other_worker = open_storage(url)
+
+    def fail_it_in_the_last_epoch(number: int, metrics: EpochMetrics) -> None:
+        if metrics.epoch == config.epochs:
+            running = study.trials[number]
+            assert other_worker.set_trial_state_values(trial_id(running), TrialState.FAIL)
+
+    checkpoints = AsyncCheckpoints(CheckpointStore(tmp_path / "checkpoints"))
+    objective = Objective(
+        config,
+        pipeline,
+        data.num_classes,
+        checkpoints=checkpoints,
+        progress=fail_it_in_the_last_epoch,
+    )
+    with pytest.raises(TakenOver):
+        objective(study.ask())
+    assert objective.last_trial_taken_over
+    checkpoints.flush()
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL and "epochs_run" not in trial.user_attrs
+    assert checkpoints.store.path("taken", lineage(trial)).exists()
