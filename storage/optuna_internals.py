@@ -40,11 +40,11 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVATE_STORAGE_READS",
     "ArtifactStore",
+    "artifact_attr",
     "frozen_when_asked",
     "orphaned_trial_ids",
     "pop_waiting_trial_id",
     "queued_params",
-    "register_artifact",
     "retried_trial_number",
     "retry_history",
     "sampler_view",
@@ -175,12 +175,11 @@ def stale_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
     return list(storage._get_stale_trial_ids(study_id))
 
 
-def register_artifact(storage: BaseStorage, trial_id: int, meta: dict[str, Any]) -> None:
-    """List an artifact among a trial's artifacts, as `optuna.artifacts.upload_artifact` does
-    (optuna-dashboard shows it), without uploading a file."""
-    storage.set_trial_system_attr(
-        trial_id, _ARTIFACTS_ATTR_PREFIX + meta["artifact_id"], json.dumps(meta)
-    )
+def artifact_attr(meta: dict[str, Any]) -> dict[str, str]:
+    """The system attribute that lists an artifact among a trial's artifacts, as
+    `optuna.artifacts.upload_artifact` writes it (optuna-dashboard shows it), for a file that is
+    not uploaded: written with `set_trial_attrs`."""
+    return {_ARTIFACTS_ATTR_PREFIX + meta["artifact_id"]: json.dumps(meta)}
 
 
 # Optuna's tables: a RUNNING trial with no row in trial_heartbeats never sent a heartbeat.

@@ -14,7 +14,6 @@ import contextlib
 import io
 from typing import TYPE_CHECKING, BinaryIO
 
-import optuna
 from bottle import HTTPError
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
@@ -45,17 +44,16 @@ def trial_id_of(artifact_id: str) -> int | None:
         return None
 
 
-def register_curves_artifact(trial: optuna.Trial) -> None:
-    """List the trial's learning-curve figure among its artifacts in optuna-dashboard."""
-    trial_id = optuna_internals.trial_id(trial)
-    artifact_id = curves_artifact_id(trial_id)
+def curves_artifact_attr(trial_id: int) -> dict[str, str]:
+    """The system attribute that lists the trial's learning-curve figure among its artifacts in
+    optuna-dashboard (the figure is drawn when asked for: no file is uploaded)."""
     meta = {
-        "artifact_id": artifact_id,
+        "artifact_id": curves_artifact_id(trial_id),
         "filename": CURVES_FILENAME,
         "mimetype": "image/svg+xml",
         "encoding": None,
     }
-    optuna_internals.register_artifact(trial.storage, trial_id, meta)
+    return optuna_internals.artifact_attr(meta)
 
 
 def trial_curves(trial: FrozenTrial) -> dict[str, list[float | None]]:

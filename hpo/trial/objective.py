@@ -14,7 +14,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo.errors import TakenOver
-from hpo.results.trial_figure import register_curves_artifact
+from hpo.results.trial_figure import curves_artifact_attr
 from hpo.study.config import SEED_ATTR, StudyConfig
 from hpo.study.recovery import lineage, record_error
 from hpo.study.search_space import suggest
@@ -95,9 +95,10 @@ class Objective:
         key = lineage(frozen)
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         optuna_internals.set_trial_attrs(
-            trial, {"device": str(self.pipeline.device), "speed": self.speed.names()}
+            trial,
+            {"device": str(self.pipeline.device), "speed": self.speed.names()},
+            curves_artifact_attr(trial_id),  # the live figure, listed in optuna-dashboard
         )
-        register_curves_artifact(trial)
         writer = TrialWriter(trial.storage, trial_id, self.live_curves_s)
         book = EpochBook(
             trial=trial,

@@ -180,7 +180,7 @@ def test_a_running_trial_without_any_heartbeat_is_an_orphan(url: str) -> None:
     assert optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=-5) == []
 
 
-def test_a_registered_artifact_is_listed_by_optunas_public_api(url: str) -> None:
+def test_an_artifact_listed_by_its_attribute_is_listed_by_optunas_public_api(url: str) -> None:
     study, storage = _study(url)
     trial = study.ask()
     meta = {
@@ -189,7 +189,7 @@ def test_a_registered_artifact_is_listed_by_optunas_public_api(url: str) -> None
         "mimetype": "image/svg+xml",
         "encoding": None,
     }
-    optuna_internals.register_artifact(storage, optuna_internals.trial_id(trial), meta)
+    optuna_internals.set_trial_attrs(trial, {}, optuna_internals.artifact_attr(meta))
     listed = optuna.artifacts.get_all_artifact_meta(trial, storage=storage)
     assert [(m.artifact_id, m.filename, m.mimetype) for m in listed] == [
         ("cc-1", "learning-curves.svg", "image/svg+xml")
