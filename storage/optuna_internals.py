@@ -104,29 +104,37 @@ def set_trial_attrs(
     statement of session limits). Raises UpdateFinishedTrialError, writing nothing, if the trial
     is finished: another worker failed it as stale. On a storage that is not a database, one
     call per attribute."""
-    storage = _database(trial.storage, required=False)
+    storage = _database(trial.storage)
     key_of_trial = trial._trial_id
+    system_attrs = system_attrs or {}
     if storage is None:
         for key, value in user_attrs.items():
             trial.storage.set_trial_user_attr(key_of_trial, key, value)
-        for key, value in (system_attrs or {}).items():
+        for key, value in system_attrs.items():
             trial.storage.set_trial_system_attr(key_of_trial, key, value)
     else:
-
-        def write() -> None:
-            with _create_scoped_session(storage.scoped_session, True) as session:
-                for table, attrs in (
-                    (models.TrialUserAttributeModel, user_attrs),
-                    (models.TrialSystemAttributeModel, system_attrs or {}),
-                ):
-                    for key, value in attrs.items():
-                        storage._set_trial_attr_without_commit(
-                            session, table, key_of_trial, key, value
-                        )
-
         # Upserts: an attempt that committed before its connection was cut is harmless again.
-        _retried(storage, write, "set_trial_attrs")
+        _retried(
+            storage,
+            lambda: _write_attrs(storage, key_of_trial, user_attrs, system_attrs),
+            "set_trial_attrs",
+        )
     trial._cached_frozen_trial.user_attrs.update(user_attrs)  # what `set_user_attr` keeps too
+
+
+def _write_attrs(
+    storage: RDBStorage,
+    trial_id: int,
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any],
+) -> None:
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for table, attrs in (
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
+            for key, value in attrs.items():
+                storage._set_trial_attr_without_commit(session, table, trial_id, key, value)
 
 
 def suggest_fixed(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
@@ -207,15 +215,11 @@ def orphaned_trial_ids(storage: RDBStorage, study_id: int, grace_s: float) -> li
     return _retried(storage, query, "look for trials that never sent a heartbeat")
 
 
-def _database(storage: BaseStorage, required: bool = True) -> RDBStorage | None:
+def _database(storage: BaseStorage) -> RDBStorage | None:
     """The database storage under Optuna's trial cache (`_CachedStorage`), which a `Study`
-    wraps an RDB storage in."""
+    wraps an RDB storage in; None for a storage that is not a database."""
     backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, RDBStorage):
-        return backend
-    if required:
-        raise TypeError(f"a study in a database was expected, not {type(backend).__name__}")
-    return None
+    return backend if isinstance(backend, RDBStorage) else None
 
 
 def _retried(storage: RDBStorage, call: Callable[[], T], name: str) -> T:
