@@ -35,7 +35,7 @@ from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.train import EpochMetrics, TrainConfig, Training
-from storage import open_storage
+from storage import open_storage, parse_storage_url
 from storage.optuna_internals import trial_id
 
 
@@ -76,7 +76,7 @@ def _fill(study: optuna.Study, finished: int, epochs: int) -> None:
 
 
 def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[str, float]:
-    storage = open_storage(url, create=True)
+    storage = open_storage(parse_storage_url(url), create=True)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     default = optuna.create_study(storage=storage, study_name=name)  # MedianPruner by default
     _fill(default, finished, epochs)

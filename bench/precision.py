@@ -21,10 +21,11 @@ import torch
 from bench.timing import machine
 from model.datasets import augment_spec, load_dataset, make_synthetic
 from model.hyperparams import Hyperparams
+from model.metrics import best_epoch
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions, parse_speed
-from model.train import TrainConfig, best_epoch, train
+from model.train import TrainConfig, train
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from model.atomic_file import write_atomically
 from model.network import SeedCNN
 from model.pipeline import ChannelStats, center_crop, normalization
 
@@ -73,12 +74,7 @@ def model_payload(
 
 def write_model_file(path: Path, payload: dict[str, Any]) -> None:
     """Written whole or not at all (a temporary file, then a rename)."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.save(payload, partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(path, lambda partial: torch.save(payload, partial))
 
 
 def read_model_file(path: Path) -> dict[str, Any]:

@@ -7,10 +7,9 @@ and plain retraining.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.hyperparams import Hyperparams
+from model.metrics import EpochHistory, EpochMetrics
 from model.network import SeedCNN
 from model.pipeline import DevicePipeline
 from model.presets import Preset
@@ -34,42 +34,6 @@ class TrainConfig:
     preset: Preset
     seed: int = 0
     speed: SpeedOptions = PLAIN
-
-
-@dataclass(frozen=True, kw_only=True)
-class EpochMetrics:
-    epoch: int  # 1-based
-    train_loss: float
-    train_accuracy: float  # fraction in [0, 1]
-    test_loss: float  # mean over the whole test set
-    test_accuracy: float
-    test_top5: float
-    learning_rate: float  # the rate used during this epoch
-    seconds: float
-    # On the held-out validation split, when the study has one (`hpo create --validation`).
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-
-    @property
-    def selection_loss(self) -> float:
-        """The loss that patience, pruning and the best epoch go by: the validation loss when
-        there is a validation split, else the test loss (the seed's rule)."""
-        return self.test_loss if self.val_loss is None else self.val_loss
-
-    @property
-    def finite(self) -> bool:
-        return all(
-            math.isfinite(value)
-            for value in (self.train_loss, self.test_loss, self.val_loss)
-            if value is not None
-        )
-
-    def better_than(self, other: EpochMetrics | None) -> bool:
-        """A strictly lower selection loss than `other`'s (the first of equals stays best)."""
-        return self.finite and (other is None or self.selection_loss < other.selection_loss)
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 # Called after every epoch; returning True stops training after that epoch.
@@ -146,9 +110,9 @@ class Training:
             if config.preset.lr_gamma is not None
             else None
         )
-        self.history: list[EpochMetrics] = []
+        # The run's epochs and its best one; the objective's epoch book reads the same history.
+        self.history = EpochHistory()
         # A host copy of the weights after the best epoch so far (`keep_weights_as_best`).
-        self.best: EpochMetrics | None = None
         self.best_network: dict[str, Any] | None = None
         self._spare_weights: dict[str, Any] | None = None
         if resume is not None:
@@ -182,11 +146,13 @@ class Training:
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
             )
-            self.history.append(metrics)
-            if metrics.better_than(self.best):
-                self.best = metrics
+            if self.history.add(metrics):  # the new best epoch: keep its weights
                 self.keep_weights_as_best()
             yield metrics
+
+    @property
+    def best(self) -> EpochMetrics | None:
+        return self.history.best
 
     def train_pass(self) -> tuple[float, float]:
         """One pass over the training set: its mean loss and accuracy (no schedule step)."""
@@ -235,7 +201,7 @@ class Training:
             and _same_layout(into.optimizer, optimizer)
         )
         return TrainState(
-            history=list(self.history),
+            history=list(self.history.epochs),
             network=_copy_into(into.network, network) if reuse else _to_cpu(network),
             optimizer=_copy_into(into.optimizer, optimizer) if reuse else _to_cpu(optimizer),
             scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -254,8 +220,7 @@ class Training:
         self.generator.set_state(state.data_rng)
         if state.cuda_rng is not None and self.pipeline.device.type == "cuda":
             torch.cuda.set_rng_state(state.cuda_rng, self.pipeline.device)
-        self.history = list(state.history)
-        self.best = best_epoch(self.history)
+        self.history = EpochHistory.of(state.history)
         self.best_network = state.best_network
 
 
@@ -316,7 +281,7 @@ def train(
     for metrics in run.epochs():
         if on_epoch is not None and on_epoch(metrics):
             break
-    return run.network, run.history
+    return run.network, run.history.epochs
 
 
 class TrainStep:
@@ -407,12 +372,3 @@ def evaluate(
         top1 += hits[:, 0].sum()
         top5 += hits.any(dim=1).sum()
     return loss_sum.item() / count, top1.item() / count, top5.item() / count
-
-
-def best_epoch(history: list[EpochMetrics]) -> EpochMetrics | None:
-    """The epoch with the lowest finite selection loss (the first one on ties), if any."""
-    best = None
-    for metrics in history:
-        if metrics.better_than(best):
-            best = metrics
-    return best

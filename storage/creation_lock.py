@@ -27,7 +27,7 @@ import sqlalchemy
 
 from storage.errors import StorageError
 from storage.open import check_sqlite_file, describe_error
-from storage.urls import StorageURL, parse_storage_url
+from storage.urls import StorageURL
 
 LOCK_NAME = "hpo-create"
 WAIT_S = 600  # a creation takes seconds; waiting longer means something is wrong
@@ -35,8 +35,7 @@ HOLD_S = 300  # PostgreSQL: the longest the lock's transaction may idle (a froze
 
 
 @contextmanager
-def creation_lock(url_text: str) -> Iterator[None]:
-    url = parse_storage_url(url_text)
+def creation_lock(url: StorageURL) -> Iterator[None]:
     if url.is_sqlite:
         with _file_lock(url):
             yield

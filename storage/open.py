@@ -14,39 +14,38 @@ from storage.errors import StorageError
 from storage.resilient import ResilientRDBStorage
 from storage.retries import reason, with_retries
 from storage.session_limits import DEFAULT_IDLE_TRANSACTION_S, limit_sessions
-from storage.urls import StorageURL, parse_storage_url
+from storage.urls import StorageURL
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 T = TypeVar("T")
 
 
 def open_storage(
-    url_text: str,
+    url: StorageURL,
     *,
     create: bool = False,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
-    outage_s: float | None = None,
-) -> RDBStorage:
-    """Open the study database at `url_text`.
+    outage_s: float = 0.0,
+) -> ResilientRDBStorage:
+    """Open the study database at `url`.
 
     With `create=False` nothing is written: a missing SQLite file or a database without Optuna's
     tables is an error rather than a new empty database. With `create=True` the tables are made
-    when missing (the SQLite file's folder must exist). With `outage_s`, storage calls wait up to
-    that long for an unavailable database to come back (`storage.resilient`), and so does the
-    opening while the server has no connection slot free.
+    when missing (the SQLite file's folder must exist). Storage calls wait up to `outage_s`
+    seconds for an unavailable database to come back (`storage.resilient`; a worker's
+    `--outage`), and so does the opening while the server has no connection slot free; the
+    commands that are not workers fail at once.
     """
-    url = parse_storage_url(url_text)
     check_sqlite_file(url, create)
-    storage_class = RDBStorage if outage_s is None else ResilientRDBStorage
 
-    def connect() -> RDBStorage:
+    def connect() -> ResilientRDBStorage:
         if not create:
             _check_has_tables(url)
-        opened = storage_class(
-            url.secret(),
-            engine_kwargs=url.engine_kwargs(),
+        opened = ResilientRDBStorage(
+            url,
+            outage_s=outage_s,
             # Optuna's own check holds a transaction open while it takes a second connection and
             # reads its migration scripts: behind a pooler in transaction mode, workers starting
             # together each pinned a server connection that way, waiting for another, until the
@@ -61,7 +60,7 @@ def open_storage(
         return opened
 
     try:
-        storage = _waiting_while_full(connect, url, outage_s or 0.0)
+        storage = _waiting_while_full(connect, url, outage_s)
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StorageError(describe_error(url, error)) from None
     except optuna.exceptions.StorageInternalError as error:
@@ -70,8 +69,6 @@ def open_storage(
         if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
             raise StorageError(describe_error(url, cause)) from None
         raise StorageError(f"{url.render()}: {error}") from None
-    if isinstance(storage, ResilientRDBStorage) and outage_s is not None:
-        storage.outage_s = outage_s
     # A frozen worker's open transaction is ended by the server within the grace period.
     limit_sessions(storage.engine, grace_period or DEFAULT_IDLE_TRANSACTION_S)
     return storage

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from storage.retries import with_retries
+from storage.errors import TakenOver
+from storage.retries import WaitsOutOutages
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore as ArtifactStore
@@ -41,18 +43,22 @@ __all__ = [
     "PRIVATE_STORAGE_READS",
     "ArtifactStore",
     "artifact_attr",
+    "check_still_running",
     "frozen_when_asked",
     "orphaned_trial_ids",
     "pop_waiting_trial_id",
     "queued_params",
     "retried_trial_number",
     "retry_history",
+    "run_one_trial",
     "sampler_view",
     "set_trial_attrs",
     "stale_trial_ids",
     "study_id",
     "suggest_fixed",
+    "taken_over_if_finished",
     "trial_id",
+    "with_intermediate_values",
 ]
 
 # RDBStorage's private read methods that a worker reaches through Optuna's own code (its trial
@@ -62,6 +68,17 @@ PRIVATE_STORAGE_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_
 T = TypeVar("T")
 _FIXED_PARAMS_ATTR = "fixed_params"  # what `enqueue_trial` stores in a queued trial
 _ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where `optuna.artifacts.upload_artifact` lists a file
+
+
+@contextmanager
+def taken_over_if_finished(trial_id: int) -> Iterator[None]:
+    """Optuna's error for a write to a finished trial, as `TakenOver`: the one place it turns."""
+    try:
+        yield
+    except TakenOver:
+        raise
+    except UpdateFinishedTrialError as error:
+        raise TakenOver(f"trial id {trial_id} was finished by another worker") from error
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
@@ -101,25 +118,56 @@ def set_trial_attrs(
 ) -> None:
     """Write several attributes of a running trial in one transaction, where `set_user_attr`
     takes one each (a lock-free read of the trial, a write and a commit; on PostgreSQL also a
-    statement of session limits). Raises UpdateFinishedTrialError, writing nothing, if the trial
-    is finished: another worker failed it as stale. On a storage that is not a database, one
-    call per attribute."""
+    statement of session limits). Raises TakenOver, writing nothing, if the trial is finished:
+    another worker failed it as stale. On a storage that is not a database, one call per
+    attribute."""
     storage = _database(trial.storage)
     key_of_trial = trial._trial_id
     system_attrs = system_attrs or {}
-    if storage is None:
-        for key, value in user_attrs.items():
-            trial.storage.set_trial_user_attr(key_of_trial, key, value)
-        for key, value in system_attrs.items():
-            trial.storage.set_trial_system_attr(key_of_trial, key, value)
-    else:
-        # Upserts: an attempt that committed before its connection was cut is harmless again.
-        _retried(
-            storage,
-            lambda: _write_attrs(storage, key_of_trial, user_attrs, system_attrs),
-            "set_trial_attrs",
-        )
+    with taken_over_if_finished(key_of_trial):
+        if storage is None:
+            for key, value in user_attrs.items():
+                trial.storage.set_trial_user_attr(key_of_trial, key, value)
+            for key, value in system_attrs.items():
+                trial.storage.set_trial_system_attr(key_of_trial, key, value)
+        else:
+            # Upserts: an attempt that committed before its connection was cut is harmless.
+            _retried(
+                storage,
+                lambda: _write_attrs(storage, key_of_trial, user_attrs, system_attrs),
+                "set_trial_attrs",
+            )
     trial._cached_frozen_trial.user_attrs.update(user_attrs)  # what `set_user_attr` keeps too
+
+
+def check_still_running(trial: optuna.Trial) -> None:
+    """Raise TakenOver if another worker has finished the trial. Reporting to such a trial
+    raises nothing (Optuna writes an intermediate value without checking the state), so a
+    running trial asks from time to time."""
+    if trial.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        raise TakenOver(f"trial {trial.number} was finished by another worker")
+
+
+def with_intermediate_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:
+    """`trial` (a copy read for the pruner) holding `values` as its reports: what the study's
+    pruner judges, without reading the trial back. Optuna's pruners read a trial's reports
+    through `intermediate_values` and `last_step` only, and `intermediate_values` can be set;
+    the contract test checks that a pruner then decides as on the trial in the database."""
+    trial.intermediate_values = values
+    return trial
+
+
+def run_one_trial(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]],
+) -> None:
+    """One trial through `Study.optimize`, which alone runs Optuna's heartbeat thread and its
+    stale-trial check; an exception raised in the objective (after Optuna records the trial as
+    FAIL) or in `study.ask` comes out as is. `Study.optimize` calls `ask` outside the try block
+    around the objective, so an `ask` that finds no work raises before any trial exists (the
+    contract test checks it)."""
+    study.optimize(objective, n_trials=1, catch=(), callbacks=callbacks)
 
 
 def _write_attrs(
@@ -223,6 +271,6 @@ def _database(storage: BaseStorage) -> RDBStorage | None:
 
 
 def _retried(storage: RDBStorage, call: Callable[[], T], name: str) -> T:
-    # Our own queries wait out an outage as Optuna's calls do on a worker's storage
-    # (storage.resilient, whose `outage_s` it is); once on any other.
-    return with_retries(call, getattr(storage, "outage_s", 0.0), name)
+    # Our own queries wait out an outage as long as Optuna's calls do (storage.resilient); once
+    # on a storage that does not wait.
+    return storage.retried(call, name) if isinstance(storage, WaitsOutOutages) else call()

@@ -1,10 +1,12 @@
-"""An RDB storage that waits out a database outage instead of failing the worker.
+"""The project's RDB storage: it waits out a database outage instead of failing the worker, and
+says `TakenOver` when a write finds the trial finished by another worker.
 
 A restarted or unreachable server makes every storage call raise; the heartbeat thread dies on
 the first such error and a trial's report fails. Here each call is retried with back-off for up to
-`outage_s` seconds; `pool_pre_ping` (storage.urls) replaces the dead connections. A retried write
-whose first attempt did commit is harmless for every call the worker makes (upserts), except a
-state change, which is accepted when the trial already holds the state it was being given.
+`outage_s` seconds (a constructor argument; 0 for the commands that are not workers);
+`pool_pre_ping` (storage.urls) replaces the dead connections. A retried write whose first attempt
+did commit is harmless for every call the worker makes (upserts), except a state change, which is
+accepted when the trial already holds the state it was being given.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from storage.optuna_internals import PRIVATE_STORAGE_READS
-from storage.retries import with_retries
+from storage.errors import TakenOver
+from storage.optuna_internals import PRIVATE_STORAGE_READS, taken_over_if_finished
+from storage.retries import WaitsOutOutages
+from storage.urls import StorageURL
 
 # Methods a worker calls; creation-time writes (enqueueing a study's grid) are not retried, so a
 # lost acknowledgement can never enqueue a point twice.
@@ -41,10 +44,20 @@ _RETRIED = (
     "set_trial_system_attr",
     "record_heartbeat",
 )
+# Writes to a running trial: refused once another worker has finished it.
+_TRIAL_WRITES = (
+    "set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+)
 
 
-class ResilientRDBStorage(RDBStorage):
-    outage_s: float = 300.0
+class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
+    def __init__(self, url: StorageURL, *, outage_s: float, **kwargs: Any) -> None:
+        super().__init__(
+            url.secret(), outage_s=outage_s, engine_kwargs=url.engine_kwargs(), **kwargs
+        )
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         first = True
@@ -52,8 +65,9 @@ class ResilientRDBStorage(RDBStorage):
         def attempt() -> bool:
             nonlocal first
             try:
-                return RDBStorage.set_trial_state_values(self, trial_id, state, values)
-            except UpdateFinishedTrialError:
+                with taken_over_if_finished(trial_id):
+                    return RDBStorage.set_trial_state_values(self, trial_id, state, values)
+            except TakenOver:
                 # After a failed attempt, "already finished" may be our own earlier commit.
                 if not first and RDBStorage.get_trial(self, trial_id).state == state:
                     return True
@@ -61,15 +75,22 @@ class ResilientRDBStorage(RDBStorage):
             finally:
                 first = False
 
-        return with_retries(attempt, self.outage_s, "set_trial_state_values")
+        return self.retried(attempt, "set_trial_state_values")
 
 
 def _retrying(name: str) -> Callable[..., Any]:
     method = getattr(RDBStorage, name)
+    writes_trial = name in _TRIAL_WRITES
 
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return with_retries(lambda: method(self, *args, **kwargs), self.outage_s, name)
+        def call() -> Any:
+            if not writes_trial:
+                return method(self, *args, **kwargs)
+            with taken_over_if_finished(args[0] if args else kwargs["trial_id"]):
+                return method(self, *args, **kwargs)
+
+        return self.retried(call, name)
 
     return wrapper
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy
 from optuna.exceptions import StorageInternalError
 
 _log = logging.getLogger("hpo.storage")
 T = TypeVar("T")
+
+DEFAULT_OUTAGE_S = 600.0  # how long a worker waits for an unavailable database (`--outage`)
 
 _TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 # PostgreSQL's "terminating connection due to idle-in-transaction timeout" (storage.session_limits)
@@ -73,3 +75,16 @@ def _unavailable(name: str) -> Callable[[Exception, float], str]:
         return f"database unavailable during {name} ({reason(error)}); retrying in {delay:.1f} s"
 
     return explain
+
+
+class WaitsOutOutages:
+    """A storage whose calls wait out a database outage of up to `outage_s` seconds: a
+    constructor argument (0: a call fails at once). Mixed into storage.resilient's storage, and
+    known by this name to storage.optuna_internals, whose own queries wait as long."""
+
+    def __init__(self, *args: Any, outage_s: float, **kwargs: Any) -> None:
+        self.outage_s = outage_s
+        super().__init__(*args, **kwargs)
+
+    def retried(self, call: Callable[[], T], name: str) -> T:
+        return with_retries(call, self.outage_s, name)

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from storage.errors import StorageError
-from storage.urls import parse_storage_url
+from storage.urls import StorageURL
 
 
 @contextmanager
-def one_worker_per_sqlite_file(url_text: str) -> Iterator[None]:
-    path = parse_storage_url(url_text).sqlite_path
+def one_worker_per_sqlite_file(url: StorageURL) -> Iterator[None]:
+    path = url.sqlite_path
     if path is None:
         yield
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,31 @@ def mysql_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@dataclass(frozen=True)
+class Database:
+    """A fresh database of one kind (sqlite, postgres or mariadb), dropped after the test."""
+
+    kind: str
+    url: str
+
+
+_FIXTURE_OF = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mariadb": "mysql_url"}
+_SERVERS = [pytest.param(kind, marks=pytest.mark.server) for kind in ("postgres", "mariadb")]
+
+
+@pytest.fixture(params=["sqlite", *_SERVERS])
+def database(request: pytest.FixtureRequest) -> Database:
+    """The storage supplier: the test runs once on each storage the project supports, as
+    Optuna's own tests run over its storages (its `StorageSupplier`)."""
+    return Database(kind=request.param, url=request.getfixturevalue(_FIXTURE_OF[request.param]))
+
+
+@pytest.fixture(params=_SERVERS)
+def server_database(request: pytest.FixtureRequest) -> Database:
+    """The same over the servers only: what SQLite cannot do (row locks, many workers)."""
+    return Database(kind=request.param, url=request.getfixturevalue(_FIXTURE_OF[request.param]))
 
 
 # The files that take longest on 2 cores (`--durations`: the demo, the fault tests, the pooled and

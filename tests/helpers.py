@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.study.search_space import grid_points
+from hpo.record.search_space import grid_points
 from model.hyperparams import Hyperparams
 from tests import preloaded
 

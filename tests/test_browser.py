@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from hpo.cli import main
-from hpo.results.trial_figure import curves_artifact_id
+from hpo.record.curves_artifact import curves_artifact_id
 from storage.optuna_internals import trial_id
 from tests.helpers import REPO, figure_traces, free_port, start_hpo, table_rows
 

@@ -12,10 +12,10 @@ from optuna.trial import TrialState
 
 from model.hyperparams import Hyperparams
 from storage.optuna_internals import queued_params
+from tests.conftest import Database
 from tests.helpers import create_everywhere, free_port, run_cli, start_hpo
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
 NODES = 5
 
 
@@ -23,16 +23,15 @@ GRID = ("--sampler", "grid", "--dataset", "synthetic", "--subset", "10", "--epoc
 TPE = ("--sampler", "tpe", "--n-trials", "20", "--dataset", "synthetic", "--epochs", "1")
 
 
-@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize(
-    ("database", "settings", "queued"),
+    ("holding", "settings", "queued"),
     [("fresh", GRID, 128), ("holding another study", TPE, 20)],
 )
 def test_simultaneous_creates_leave_exactly_one_queue(
-    server: str, database: str, settings: tuple[str, ...], queued: int, request, tmp_path
+    server_database: Database, holding: str, settings: tuple[str, ...], queued: int, tmp_path
 ) -> None:
-    url = request.getfixturevalue(SERVERS[server])
-    if database != "fresh":
+    url = server_database.url
+    if holding != "fresh":
         other = ("--study", "other", "--sampler", "tpe", "--n-trials", "3", "--dataset", "digits")
         done = start_hpo("create", "--storage", url, *other, cwd=tmp_path)
         assert done.wait(timeout=120) == 0
@@ -47,7 +46,9 @@ def test_simultaneous_creates_leave_exactly_one_queue(
     assert len(trials) == queued and all(t.state == TrialState.WAITING for t in trials)
     if settings is GRID:
         assert len({Hyperparams.from_params(queued_params(t)) for t in trials}) == 128
-    print(f"{server}, {database}: {NODES} creates at once, {len(trials)} trials queued")
+    print(
+        f"{server_database.kind}, {holding}: {NODES} creates at once, {len(trials)} trials queued"
+    )
 
 
 def test_a_simultaneous_create_with_other_settings_gets_the_clear_error(

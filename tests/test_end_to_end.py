@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from hpo.cli.demo import DEMO_TRIALS
-from hpo.results.trial_figure import curves_artifact_id
-from storage import open_storage
+from hpo.record.curves_artifact import curves_artifact_id
+from storage import open_storage, parse_storage_url
 from storage.optuna_internals import trial_id
 from tests.helpers import (
     check_export_against_study,
@@ -84,7 +84,9 @@ def test_the_dashboard_figure_of_a_running_trial_grows_as_epochs_finish(tmp_path
     study = optuna.load_study(study_name="watch", storage=url)
     (slot,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
-    open_storage(url).set_trial_state_values(trial_id(slot), optuna.trial.TrialState.FAIL)
+    open_storage(parse_storage_url(url)).set_trial_state_values(
+        trial_id(slot), optuna.trial.TrialState.FAIL
+    )
     (watched,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     port = free_port()
     worker = start_hpo(

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
+from tests.conftest import Database
 from tests.helpers import assert_grid_exactly_once, create_small_grid, start_hpo
 from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-SERVERS = {"postgres": "postgres_url", "mariadb": "mysql_url"}
 HEARTBEAT_S, GRACE_S = 1, 3
 PRESET = "momentum"  # a 16-point grid
 
@@ -130,11 +130,10 @@ def _wait_for_rescuers(scenarios: list[Scenario], timeout: float = 120) -> None:
     assert not running, f"held up past {timeout} s: {[s.moment for s in running]}"
 
 
-@pytest.mark.parametrize("server", SERVERS)
 def test_a_frozen_worker_holds_the_others_up_for_about_the_grace_period(
-    server: str, request, tmp_path: Path
+    server_database: Database, tmp_path: Path
 ) -> None:
-    url = request.getfixturevalue(SERVERS[server])
+    url, server = server_database.url, server_database.kind
     scenarios = []
     for index, (moment, (pattern, occurrence)) in enumerate(MOMENTS.items()):
         study = f"grid{index}"

@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from storage import parse_storage_url
 from storage.optuna_internals import trial_id
 from tests.helpers import (
     assert_grid_exactly_once,
@@ -81,10 +82,9 @@ def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 1
 
 # PostgreSQL's many-worker grid is tests/test_pooling.py's: 16 workers, the same checks, through
 # PgBouncer to a server with fewer connection slots than they would open directly.
-@pytest.mark.parametrize("server", ["mariadb"])
-def test_eight_workers_run_each_grid_point_exactly_once(server: str, request, tmp_path) -> None:
+def test_eight_workers_run_each_grid_point_exactly_once(mysql_url: str, tmp_path) -> None:
     """Also the end-to-end checks of the small grid on this server (tests/helpers.py)."""
-    storage = request.getfixturevalue("postgres_url" if server == "postgres" else "mysql_url")
+    server, storage = "mariadb", mysql_url
     create_small_grid(storage, epochs=1)
     started = time.perf_counter()
     outputs = finish([start_worker(storage, "grid", tmp_path) for _ in range(8)])
@@ -286,7 +286,7 @@ def test_a_worker_whose_trial_was_taken_over_moves_on(tmp_path: Path, postgres_u
     # and the retry would then end PRUNED, not COMPLETE.
     worker = start_worker(postgres_url, "resume", tmp_path, "--sampler-seed", "7", "--grace", "600")
     wait_for_epoch(postgres_url, "resume", 3)
-    storage = open_storage(postgres_url)
+    storage = open_storage(parse_storage_url(postgres_url))
     study = optuna.load_study(study_name="resume", storage=storage)
     running = study.get_trials(states=(TrialState.RUNNING,))[0]
     # The retry is queued first: a stale check fails the trial first, and a worker that noticed

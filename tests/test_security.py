@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from hpo.cli import main
-from hpo.results.trial_figure import curves_artifact_id
+from hpo.record.curves_artifact import curves_artifact_id
 from hpo.trial.checkpoints import CheckpointStore
 from tests.helpers import free_port, run_hpo, start_hpo
 

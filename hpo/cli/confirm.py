@@ -4,9 +4,13 @@ winner is real."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import positive_int
 from hpo.study.confirm import DEFAULT_SEEDS, DEFAULT_TOP
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = (
     "queue the top configurations again with new seeds (run them with hpo worker on "
@@ -28,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.results.confirmation import confirmation_lines, load_confirmation
     from hpo.study.confirm import confirmation_name, confirmation_of, create_confirmation
     from hpo.study.queue import load_config

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, non_negative_int, positive_int
-from hpo.study.config import PRUNERS, SAMPLERS, StudyConfig
+from hpo.record.config import PRUNERS, SAMPLERS, StudyConfig
 from model.data_spec import DATASETS
 from model.presets import PRESETS
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "create a study (a no-op if it exists with the same settings)"
 TAKES_STORAGE, TAKES_STUDY = True, True
@@ -66,9 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.study.queue import create_study_at
-    from storage import masked
 
     config = StudyConfig(
         sampler=args.sampler,
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace, storage_url: str) -> int:
     _, created = create_study_at(storage_url, args.study, config)
     what = "created" if created else "exists with the same settings:"
     print(
-        f"study {args.study!r} {what} {config.sampler} on {config.dataset} in {masked(storage_url)}"
+        f"study {args.study!r} {what} {config.sampler} on {config.dataset} in "
+        f"{storage_url.render()}"
     )
     return 0

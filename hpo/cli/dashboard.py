@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, positive_int
 from hpo.results.dashboard import DashboardOptions, serve_dashboard
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "optuna-dashboard on the study storage (a token for every request, read-only)"
 TAKES_STORAGE, TAKES_STUDY = True, False
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     serve_dashboard(
         DashboardOptions(
             storage_url=storage_url,

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo.cli.options import default_of, positive_int
+from hpo.record.config import StudyConfig
 from hpo.results.export import best_export, write_text
-from hpo.study.config import StudyConfig
 from hpo.study.queue import create_study_at
 from hpo.study.worker import WorkerOptions, run_worker
-from storage import masked
+from storage import StorageURL
 
 HELP = "a small real study end to end on CPU, SQLite and digits"
 TAKES_STORAGE, TAKES_STUDY = True, False
@@ -27,7 +27,7 @@ DEMO_EPOCHS = 30
 
 @dataclass(frozen=True, kw_only=True)
 class DemoOptions:
-    storage_url: str
+    storage_url: StorageURL
     study_name: str | None = None
     n_trials: int = DEMO_TRIALS
     epochs: int = DEMO_EPOCHS
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     run_demo(
         DemoOptions(
             storage_url=storage_url,
@@ -81,7 +81,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
     storage, created = create_study_at(options.storage_url, name, config)
     say(
         f"demo: {'created' if created else 'continuing'} study {name!r} in "
-        f"{masked(options.storage_url)}: TPE, {options.n_trials} trials on scikit-learn's digits, "
+        f"{options.storage_url.render()}: TPE, {options.n_trials} trials on scikit-learn's digits, "
         f"up to {options.epochs} epochs, patience {options.patience}, CPU"
     )
     run_worker(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo.errors import UsageError
 from hpo.results.export import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = (
     "the best parameters and epoch (--all: every trial, as CSV or JSON lines; --model: the "
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.results.export import best_export, render_export, write_text, write_winner_model
     from storage import open_storage
 

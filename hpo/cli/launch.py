@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import add_worker_tuning, default_of, positive_int, worker_tuning_args
 from hpo.errors import UsageError
 from hpo.study.launcher import LaunchOptions
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "start and supervise several local workers"
 TAKES_STORAGE, TAKES_STUDY = True, True
@@ -31,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_worker_tuning(parser, passed_on=True)
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.study.launcher import launch
     from hpo.study.queue import load_config
     from storage import open_storage

@@ -32,7 +32,7 @@ from hpo.cli import (
 )
 from hpo.cli.options import Parser
 from hpo.errors import UsageError
-from storage import StorageError, resolve_storage_url
+from storage import StorageError, parse_storage_url, resolve_storage_url
 
 DESCRIPTION = (
     "Hyper-parameter optimization of the seed study's CIFAR-10 CNN on Optuna: create a study, "
@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _quiet_libraries()
         module = COMMANDS[args.command]
-        storage_url = resolve_storage_url(args.storage) if module.TAKES_STORAGE else ""
+        # Parsed here, once: everything below takes the StorageURL.
+        storage_url = (
+            parse_storage_url(resolve_storage_url(args.storage)) if module.TAKES_STORAGE else None
+        )
         return module.run(args, storage_url)
     except (UsageError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)

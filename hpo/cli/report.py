@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "one self-contained HTML page about the study (several --study: side by side)"
 TAKES_STORAGE, TAKES_STUDY = True, False  # its own --study, which may be given several times
@@ -20,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.results.comparison import build_comparison
     from hpo.results.export import write_text
     from hpo.results.report import build_report

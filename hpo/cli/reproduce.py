@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, positive_int
 from hpo.errors import UsageError
 from hpo.study.worker import WorkerOptions
 from model.data_spec import DATASETS
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "the seed's six stages with one seed: table and curves"
 TAKES_STORAGE, TAKES_STUDY = False, False
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", dest="out", type=Path, help="default: reproduce.html")
 
 
-def run(args: argparse.Namespace, _storage_url: str) -> int:
+def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
     from hpo.results.reproduce import ReproduceOptions, reproduce, table_header
     from hpo.trial.device import resolve_device, resolve_speed
 

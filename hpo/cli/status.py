@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, positive_int
 from hpo.study.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "trials by state, the best so far, and running trials"
 TAKES_STORAGE, TAKES_STUDY = True, True
@@ -20,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.results.status import status_text
     from storage import open_storage
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of
 from hpo.errors import UsageError
-from hpo.study.config import StudyConfig
+from hpo.record.config import StudyConfig
 from hpo.study.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "retrain with exported parameters for the exported epochs (reproduces the trial)"
 TAKES_STORAGE, TAKES_STUDY = False, False
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, _storage_url: str) -> int:
+def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
     from hpo.results.retrain import read_params, retrain, speed_for
     from hpo.trial.device import resolve_device, resolve_speed
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from hpo.cli.options import add_worker_tuning, default_of, positive_int
 from hpo.study.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from storage import StorageURL
 
 HELP = "run the study's trials until none are left"
 TAKES_STORAGE, TAKES_STUDY = True, True
@@ -27,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, storage_url: str) -> int:
+def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.study.worker import WorkerFailed, WorkerPreempted, run_worker
 
     options = WorkerOptions(

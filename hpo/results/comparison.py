@@ -18,9 +18,10 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.record.config import StudyConfig
+from hpo.record.summary import format_params
+from hpo.record.trial_record import TrialRecord
 from hpo.results.page import figure_html, html_page, section, table_html
-from hpo.results.text import format_params
-from hpo.study.config import StudyConfig
 from hpo.study.queue import best_trial, load_config
 
 WITHIN = 0.01  # "reached the best": within 1% of the lowest loss of all the studies
@@ -54,8 +55,9 @@ def spending(trials: list[FrozenTrial]) -> Spending:
     epochs, seconds, best = [], [], []
     spent, took, lowest = 0, 0.0, None
     for trial in finished:
-        spent += int(trial.user_attrs.get("epochs_run") or 0)
-        took += sum(v or 0.0 for v in trial.user_attrs.get("curves", {}).get("seconds", []))
+        record = TrialRecord.from_trial(trial)
+        spent += int(record.epochs_run or 0)
+        took += record.seconds
         if trial.state == TrialState.COMPLETE and (lowest is None or trial.value < lowest):
             lowest = trial.value
         epochs.append(spent)
@@ -127,6 +129,7 @@ def _row(
     target: float | None,
 ) -> list[object]:
     best = best_trial(study)
+    record = TrialRecord.from_trial(best) if best else None
     return [
         name,
         config.sampler,
@@ -138,8 +141,8 @@ def _row(
         best.value if best else None,
         best.number if best else None,
         format_params(best.params) if best else None,
-        best.user_attrs.get("best_epoch") if best else None,
-        f"{100 * best.user_attrs['test_accuracy']:.2f}%" if best else None,
+        record.best_epoch if record else None,
+        f"{100 * (record.test_accuracy or 0.0):.2f}%" if record else None,
         spent.epochs_to_reach(target) if target is not None else None,
     ]
 

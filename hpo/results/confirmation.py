@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.results.text import format_params
-from hpo.study.config import SEED_ATTR
-from hpo.study.confirm import CONFIRMS_ATTR, PLAN_ATTR, confirmation_of
+from hpo.record.summary import format_params
+from hpo.record.trial_record import TrialRecord
+from hpo.study.confirm import PLAN_ATTR, confirmation_of
 from hpo.study.queue import load_config
 
 if TYPE_CHECKING:
@@ -129,7 +129,8 @@ def load_confirmation(storage: optuna.storages.BaseStorage, study_name: str) -> 
     searched = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
     ended: dict[tuple[int, int], FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        ended[(trial.user_attrs[CONFIRMS_ATTR], trial.user_attrs[SEED_ATTR])] = trial
+        record = TrialRecord.from_trial(trial)
+        ended[(record.confirms_trial, record.seed)] = trial
     configs = [
         _confirmed(searched[number], [ended[key] for key in ended if key[0] == number])
         for number in plan["trials"]
@@ -148,14 +149,15 @@ def load_confirmation(storage: optuna.storages.BaseStorage, study_name: str) -> 
 
 def _confirmed(original: FrozenTrial, runs: list[FrozenTrial]) -> ConfirmedConfig:
     complete = [t for t in runs if t.state == TrialState.COMPLETE]
+    records = [TrialRecord.from_trial(t) for t in complete]
     return ConfirmedConfig(
         trial=original.number,
         params=dict(original.params),
         original_loss=original.value,
         losses=[t.value for t in complete],
-        test_losses=[t.user_attrs.get("test_loss", t.value) for t in complete],
-        accuracies=[t.user_attrs["test_accuracy"] for t in complete],
-        epochs=[t.user_attrs["best_epoch"] for t in complete],
+        test_losses=[r.test_loss_at_best for r in records],
+        accuracies=[r.test_accuracy for r in records],
+        epochs=[r.best_epoch for r in records],
         diverged=len(runs) - len(complete),
     )
 

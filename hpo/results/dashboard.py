@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hpo.errors import UsageError
 from hpo.results.dashboard_access import DashboardAccess, new_token
-from storage import masked, open_storage
+from storage import StorageURL, open_storage
 
 LOOPBACK_NAMES = ("localhost",)
 TOKEN_ENV = "HPO_DASHBOARD_TOKEN"
@@ -25,7 +25,7 @@ TOKEN_ENV = "HPO_DASHBOARD_TOKEN"
 
 @dataclass(frozen=True, kw_only=True)
 class DashboardOptions:
-    storage_url: str
+    storage_url: StorageURL
     host: str = "127.0.0.1"  # loopback only
     port: int = 8080
     artifact_dir: Path | None = None  # uploads through the dashboard; None: refused
@@ -98,7 +98,7 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
     url = f"http://{options.host}:{options.port}/dashboard"
     mode = "read and write" if options.allow_writes else "read-only"
     say(
-        f"optuna-dashboard ({mode}) for {masked(options.storage_url)} on "
+        f"optuna-dashboard ({mode}) for {options.storage_url.render()} on "
         + (f"{url}?token={token}" if token else url)
         + " (Ctrl-C stops it)"
     )

@@ -13,6 +13,8 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
+from hpo.record.config import StudyConfig
+from hpo.record.trial_record import TrialRecord
 from hpo.results.confirmation import (
     Confirmation,
     Interval,
@@ -20,8 +22,8 @@ from hpo.results.confirmation import (
     mean_interval,
     verdict,
 )
-from hpo.study.config import MODEL_ATTR, StudyConfig
 from hpo.study.queue import best_trial, load_config
+from model.atomic_file import write_atomically
 from model.hyperparams import Hyperparams
 
 EXPORT_FORMATS = ("json", "yaml")
@@ -106,11 +108,8 @@ def export_of(
     """The trial's export; `epoch`: another epoch than its best (a confirmation's mean), which
     the test-loss curve is then cut at."""
     hyperparams = Hyperparams.from_params(best.params)
-    epoch = epoch or best.user_attrs["best_epoch"]
-    curves = best.user_attrs.get("curves", {})
-    # With a validation split the trial's value is its validation loss; the test loss of the
-    # same epoch is then an attribute.
-    validated = config.validation is not None
+    record = TrialRecord.from_trial(best)
+    epoch = epoch or record.best_epoch
     return {
         "study": study_name,
         "trial": best.number,
@@ -118,8 +117,10 @@ def export_of(
         "batch_size": hyperparams.batch_size,
         "p_dropout": hyperparams.p_dropout,
         "epoch": epoch,
-        "test_loss": best.user_attrs["test_loss"] if validated else best.value,
-        "test_accuracy": best.user_attrs["test_accuracy"],
+        # With a validation split the trial's value is its validation loss; its record holds
+        # the test loss of the same epoch.
+        "test_loss": record.test_loss_at_best,
+        **record.shown_at_best(),
         "dataset": config.dataset,
         "preset": config.preset,
         # After the contract's keys, what `hpo train --params` needs to run the trial again: the
@@ -129,13 +130,13 @@ def export_of(
         "subset": config.subset,
         "epochs": config.epochs,
         "patience": config.patience,
-        "device": best.user_attrs.get("device"),
-        "speed": best.user_attrs.get("speed"),
-        "test_loss_curve": list(curves.get("test_loss", []))[:epoch] or None,
+        "device": record.device,
+        "speed": list(record.speed) if record.speed is not None else None,
+        "test_loss_curve": record.curve("test_loss")[:epoch] or None,
         "validation": config.validation,
         "selected_on": config.selected_on,
-        **({"validation_loss": best.value} if validated else {}),
-        "model_artifact": best.user_attrs.get(MODEL_ATTR),
+        **({"validation_loss": best.value} if record.validated else {}),
+        "model_artifact": record.model_artifact,
     }
 
 
@@ -171,10 +172,7 @@ def write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a failed write never leaves half a file."""
     if not path.parent.resolve().is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
-    partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text)
-        partial.replace(path)
+        write_atomically(path, lambda partial: partial.write_text(text))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {error.strerror}") from None

@@ -18,6 +18,9 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.record.ranking import ranked
+from hpo.record.search_space import BATCH_SIZES, LEARNING_RATES
+from hpo.record.trial_record import TrialRecord
 from hpo.results.confirmation import (
     CONFIRMATION_HEADER,
     confirmation_figure,
@@ -29,7 +32,6 @@ from hpo.results.export import study_export
 from hpo.results.page import figure_html, html_page, section, table_html
 from hpo.results.trial_figure import trial_curves
 from hpo.study.queue import best_trial, load_config
-from hpo.study.search_space import BATCH_SIZES, LEARNING_RATES
 
 TOP_TRIALS = 15
 
@@ -102,20 +104,20 @@ def _best_table(export: dict[str, Any] | None) -> str:
 
 
 def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:
-    ranked = sorted(complete, key=lambda t: (t.value, t.number))[:TOP_TRIALS]
     rows = [
         [
             t.number,
             t.params.get("learning_rate"),
             t.params.get("batch_size"),
             t.params.get("p_dropout"),
-            t.user_attrs.get("best_epoch"),
+            r.best_epoch,
             t.value,
-            f"{100 * t.user_attrs.get('test_accuracy', float('nan')):.2f}%",
-            t.user_attrs.get("epochs_run"),
-            t.user_attrs.get("stop_reason"),
+            f"{100 * _or_nan(r.test_accuracy):.2f}%",
+            r.epochs_run,
+            r.stop_reason,
         ]
-        for t in ranked
+        for t in ranked(complete)[:TOP_TRIALS]
+        for r in [TrialRecord.from_trial(t)]
     ]
     return table_html(
         [
@@ -137,7 +139,7 @@ def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:
 def _counts_figure(trials: list[FrozenTrial]) -> go.Figure:
     states = Counter(t.state.name for t in trials)
     reasons = Counter(
-        str(t.user_attrs.get("stop_reason"))
+        str(TrialRecord.from_trial(t).stop_reason)
         for t in trials
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     )
@@ -165,7 +167,11 @@ def _history_figure(complete: list[FrozenTrial], loss_name: str) -> go.Figure:
 
 
 def _curve(trial: FrozenTrial, key: str) -> list[float | None]:
-    return list(trial.user_attrs.get("curves", {}).get(key, []))
+    return TrialRecord.from_trial(trial).curve(key)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _curves_figure(trials: list[FrozenTrial], best: FrozenTrial | None) -> go.Figure:
@@ -206,7 +212,7 @@ def _best_curves_figure(best: FrozenTrial) -> go.Figure:
         figure.add_scatter(
             x=epochs, y=_curve(best, key), name=key.replace("_", " "), yaxis=axis, mode="lines"
         )
-    figure.add_vline(x=best.user_attrs.get("best_epoch", 0), line_dash="dot")
+    figure.add_vline(x=TrialRecord.from_trial(best).best_epoch or 0, line_dash="dot")
     figure.update_layout(
         xaxis_title="epoch",
         yaxis=dict(title="loss"),
@@ -275,7 +281,10 @@ def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
             dict(label="dropout", values=[t.params.get("p_dropout", 0.0) for t in complete])
         )
     dimensions += [
-        dict(label="best epoch", values=[t.user_attrs.get("best_epoch", 0) for t in complete]),
+        dict(
+            label="best epoch",
+            values=[TrialRecord.from_trial(t).best_epoch or 0 for t in complete],
+        ),
         dict(label="test loss", values=losses),
     ]
     return go.Figure(

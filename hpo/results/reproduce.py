@@ -17,13 +17,14 @@ from plotly.subplots import make_subplots
 
 from hpo.results.export import write_text
 from hpo.results.page import figure_html, html_page, table_html
-from hpo.results.progress import EpochProgress
 from hpo.trial.data import device_pipeline, load_data
+from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
 from model.hyperparams import Hyperparams
+from model.metrics import EpochMetrics, best_epoch
 from model.presets import PRESETS
 from model.speed import SpeedOptions
-from model.train import EpochMetrics, TrainConfig, Training, best_epoch
+from model.train import TrainConfig, Training
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +83,7 @@ def reproduce(
         run = Training(config, pipeline, data.num_classes)
         for metrics in run.epochs():
             progress.update(metrics, f"{name}: ")
-        result = StageResult(preset=name, history=run.history)
+        result = StageResult(preset=name, history=run.history.epochs)
         results.append(result)
         say(_row(result))
     write_text(options.out, _page(results, options))

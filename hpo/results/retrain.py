@@ -11,17 +11,17 @@ import torch
 import yaml
 
 from hpo.errors import UsageError
-from hpo.results.progress import EpochProgress
-from hpo.study.config import StudyConfig
-from hpo.study.search_space import check_in_range
+from hpo.record.config import StudyConfig
+from hpo.record.search_space import check_in_range
 from hpo.trial.data import device_pipeline, load_data
-from hpo.trial.kept_models import library_versions
+from hpo.trial.kept_models import model_file_payload
+from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
 from model.hyperparams import Hyperparams
-from model.model_file import ModelFileError, model_payload, read_model_file, write_model_file
+from model.model_file import ModelFileError, read_model_file, write_model_file
 from model.presets import PRESETS
 from model.speed import SpeedOptions
-from model.train import EpochMetrics, TrainConfig, Training, network_args
+from model.train import EpochMetrics, TrainConfig, Training
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,17 +255,14 @@ def save_model(
     """The network after the last epoch, as a self-describing model file (model.model_file)."""
     if not out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    payload = model_payload(
-        network=network_args(run.config, run.pipeline, len(class_names)),
-        state_dict=run.state().network,
-        preset=params.preset,
-        mean=run.pipeline.stats.mean,
-        std=run.pipeline.stats.std,
-        crop=run.pipeline.crop,
+    payload = model_file_payload(
+        train_config=run.config,
+        pipeline=run.pipeline,
+        num_classes=len(class_names),
         class_names=class_names,
-        params=asdict(params.hyperparams),
-        metrics=run.history[-1].as_dict(),
-        versions=library_versions(),
+        preset=params.preset,
+        weights=run.state().network,
+        metrics=run.history[-1],
         config={
             **asdict(params.hyperparams),
             "epoch": params.epoch,

@@ -8,10 +8,12 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.record.lineage import is_retry, lineage
+from hpo.record.summary import format_params
+from hpo.record.trial_record import TrialRecord
 from hpo.results.confirmation import load_confirmation, verdict
-from hpo.results.text import format_params
 from hpo.study.queue import best_trial, load_config
-from hpo.study.recovery import ERROR_ATTR, MAX_RETRIES, is_retry, lineage, stale_trial_numbers
+from hpo.study.recovery import MAX_RETRIES, stale_trial_numbers
 from storage import optuna_internals
 
 
@@ -21,7 +23,8 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state for t in trials)
     ended = (TrialState.COMPLETE, TrialState.PRUNED)
-    reasons = Counter(str(t.user_attrs.get("stop_reason")) for t in trials if t.state in ended)
+    records = {t.number: TrialRecord.from_trial(t) for t in trials}
+    reasons = Counter(str(records[t.number].stop_reason) for t in trials if t.state in ended)
     budget = f"budget {config.n_trials} trials" if config.sampler == "tpe" else "grid"
     lines = [
         f"study {study_name!r}: {config.sampler} on {config.dataset}, preset {config.preset}, "
@@ -34,7 +37,7 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     if reasons:
         lines.append("stop reasons: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
     retries = [t for t in trials if is_retry(t)]
-    resumed = [t for t in trials if "resumed_from_epoch" in t.user_attrs]
+    resumed = [t for t in trials if records[t.number].resumed_from_epoch is not None]
     stale = stale_trial_numbers(study, storage, grace_s)
     if retries or resumed or stale:
         lines.append(
@@ -43,13 +46,14 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
             f"(running without a heartbeat for over {grace_s:.0f} s"
             + (f": trials {', '.join(map(str, stale))})" if stale else ")")
         )
-    lines += _failure_lines(trials)
+    lines += _failure_lines(trials, records)
     best = best_trial(study)
     if best is not None:
+        record = records[best.number]
         lines.append(
             f"best: trial {best.number}, {config.selected_on} loss {best.value:.4f} at epoch "
-            f"{best.user_attrs.get('best_epoch')} (accuracy "
-            f"{100 * best.user_attrs.get('test_accuracy', 0.0):.1f}%), {format_params(best.params)}"
+            f"{record.best_epoch} (accuracy {100 * (record.test_accuracy or 0.0):.1f}%), "
+            f"{format_params(best.params)}"
         )
     else:
         lines.append("best: none yet")
@@ -62,11 +66,8 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             epoch = max(trial.intermediate_values, default=0)
-            resumed_note = (
-                f", resumed at epoch {trial.user_attrs['resumed_from_epoch']}"
-                if "resumed_from_epoch" in trial.user_attrs
-                else ""
-            )
+            resumed_from = records[trial.number].resumed_from_epoch
+            resumed_note = f", resumed at epoch {resumed_from}" if resumed_from is not None else ""
             lines.append(
                 f"running: trial {trial.number}, epoch {epoch} of {config.epochs}"
                 f"{resumed_note}, {format_params(trial.params)}"
@@ -77,17 +78,17 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
 MAX_FAILURE_LINES = 10
 
 
-def _failure_lines(trials: list[FrozenTrial]) -> list[str]:
+def _failure_lines(trials: list[FrozenTrial], records: dict[int, TrialRecord]) -> list[str]:
     """One line per failed trial, newest first: why, and whether it was queued again."""
     failed = [t for t in trials if t.state == TrialState.FAIL]
     retried_as = {optuna_internals.retry_history(t)[-1]: t.number for t in trials if is_retry(t)}
     attempts = Counter(lineage(t) for t in trials)
     lines = []
     for trial in reversed(failed[-MAX_FAILURE_LINES:]):
-        error = trial.user_attrs.get(ERROR_ATTR)
+        error = records[trial.number].error
         why = (
-            f"{error.get('type')}: {error.get('message')}"
-            if isinstance(error, dict)
+            error.line()
+            if error is not None
             else "no error recorded (its worker died or was stopped)"
         )
         if trial.number in retried_as:

@@ -1,11 +1,11 @@
 """Each trial's learning-curve figure as an optuna-dashboard artifact, drawn when it is viewed.
 
-The worker registers one artifact per trial (its metadata in the trial's system attrs, the way
-`optuna.artifacts.upload_artifact` does) but stores no file: `CurvesArtifactStore`, the artifact
-store that `hpo dashboard` gives optuna-dashboard, draws the SVG from the trial's stored curves
-each time the figure is opened. The figure therefore shows every epoch stored so far, costs the
-training loop one write per trial rather than one upload per epoch, and needs no file storage
-shared between the machines: the study database is enough.
+The worker registers one artifact per trial (hpo.record.curves_artifact: its metadata in the
+trial's system attrs, the way `optuna.artifacts.upload_artifact` does) but stores no file:
+`CurvesArtifactStore`, the artifact store that `hpo dashboard` gives optuna-dashboard, draws the
+SVG from the trial's stored curves each time the figure is opened. The figure therefore shows
+every epoch stored so far, costs the training loop one write per trial rather than one upload
+per epoch, and needs no file storage shared between the machines: the study database is enough.
 """
 
 from __future__ import annotations
@@ -19,47 +19,18 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from hpo.record.curves_artifact import trial_id_of
+from hpo.record.trial_record import Curves, TrialRecord
 from hpo.results.curve_figure import learning_curves_svg
-from storage import optuna_internals
 
 if TYPE_CHECKING:
     from storage.optuna_internals import ArtifactStore
 
-# optuna-dashboard's artifact URLs take hex digits and hyphens only; "cc-" starts no uuid4.
-CURVES_ID_PREFIX = "cc-"
-CURVES_FILENAME = "learning-curves.svg"
 
-
-def curves_artifact_id(trial_id: int) -> str:
-    return f"{CURVES_ID_PREFIX}{trial_id:x}"
-
-
-def trial_id_of(artifact_id: str) -> int | None:
-    """The trial id a curves artifact id stands for; None for any other artifact id."""
-    if not artifact_id.startswith(CURVES_ID_PREFIX):
-        return None
-    try:
-        return int(artifact_id[len(CURVES_ID_PREFIX) :], 16)
-    except ValueError:
-        return None
-
-
-def curves_artifact_attr(trial_id: int) -> dict[str, str]:
-    """The system attribute that lists the trial's learning-curve figure among its artifacts in
-    optuna-dashboard (the figure is drawn when asked for: no file is uploaded)."""
-    meta = {
-        "artifact_id": curves_artifact_id(trial_id),
-        "filename": CURVES_FILENAME,
-        "mimetype": "image/svg+xml",
-        "encoding": None,
-    }
-    return optuna_internals.artifact_attr(meta)
-
-
-def trial_curves(trial: FrozenTrial) -> dict[str, list[float | None]]:
+def trial_curves(trial: FrozenTrial) -> Curves:
     """The trial's stored curves; the test loss alone (its intermediate values) before any."""
-    curves = trial.user_attrs.get("curves")
-    if isinstance(curves, dict) and curves.get("test_loss"):
+    curves = TrialRecord.from_trial(trial).curves
+    if curves.get("test_loss"):
         return curves
     steps = sorted(trial.intermediate_values)
     return {"test_loss": [trial.intermediate_values[step] for step in steps]}

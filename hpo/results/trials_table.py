@@ -10,16 +10,12 @@ import optuna
 import pandas
 
 from hpo.errors import UsageError
+from hpo.record.trial_record import TrialRecord
 from hpo.results.export import write_text
-from hpo.study.config import SEED_ATTR
-from hpo.study.confirm import CONFIRMS_ATTR
 from hpo.study.queue import load_config
-from hpo.study.recovery import ERROR_ATTR
 from storage import optuna_internals
 
 TABLE_SUFFIXES = {".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}
-# Our trial attributes (DESIGN.md's contract), as columns after Optuna's own.
-ATTR_COLUMNS = ("best_epoch", "epochs_run", "stop_reason", "test_accuracy", "device")
 
 
 def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> pandas.DataFrame:
@@ -44,24 +40,20 @@ def trials_table(storage: optuna.storages.BaseStorage, study_name: str) -> panda
         frame[column] = pandas.to_datetime(frame[column])
     frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     trials = study.get_trials(deepcopy=False)
-    if config.validation:  # the values are validation losses; the test loss is an attribute
-        frame.insert(3, "test_loss", [trial.user_attrs.get("test_loss") for trial in trials])
-    for column in ATTR_COLUMNS:
-        frame[column] = [trial.user_attrs.get(column) for trial in trials]
+    records = [TrialRecord.from_trial(trial) for trial in trials]
+    if config.validation:  # the values are validation losses; the test loss is in the record
+        frame.insert(3, "test_loss", [record.test_loss for record in records])
+    columns = [record.table_columns() for record in records]
+    for column in columns[0]:
+        frame[column] = [row[column] for row in columns]
     if config.confirms:  # a confirmation study: the trial each one retrains, and its seed
-        frame["confirms_trial"] = [trial.user_attrs.get(CONFIRMS_ATTR) for trial in trials]
-        frame["seed"] = [trial.user_attrs.get(SEED_ATTR) for trial in trials]
+        frame["confirms_trial"] = [record.confirms_trial for record in records]
+        frame["seed"] = [record.seed for record in records]
     frame["retry_of"] = pandas.array(  # integers with blanks
         [optuna_internals.retried_trial_number(trial) for trial in trials], dtype="Int64"
     )
-    frame["error"] = [_error(trial.user_attrs.get(ERROR_ATTR)) for trial in trials]
+    frame["error"] = [record.error.line() if record.error else None for record in records]
     return frame
-
-
-def _error(recorded: object) -> str | None:
-    if not isinstance(recorded, dict):
-        return None
-    return f"{recorded.get('type')}: {recorded.get('message')}"
 
 
 def table_format(path: Path | None) -> str:

@@ -6,7 +6,8 @@ companion study `<study>-confirm` queues K×N trials: the study's K best configu
 with N new training seeds (the study's seed + 1 … + N; the original run is left out, since it
 was selected for being low). They are ordinary queued trials, so the same `hpo worker` and
 `hpo launch` run them in parallel, with the same exactly-once queue and recovery. Each trial
-carries its seed and the number of the trial it confirms as user attributes.
+carries its seed and the number of the trial it confirms in its record
+(`TrialRecord.seed`, `TrialRecord.confirms_trial`).
 
 The companion's settings are the study's, with no pruner (a pruned seed would bias the mean)
 and no kept models. Creation follows `hpo create`: the plan is stored last, so running the same
@@ -21,14 +22,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
-from hpo.study.config import CONFIG_ATTR, SEED_ATTR, StudyConfig
+from hpo.record.config import CONFIG_ATTR, StudyConfig
+from hpo.record.ranking import ranked
+from hpo.record.trial_record import TrialRecord
 from hpo.study.queue import load_config, stored_config
-from storage import open_storage
+from storage import StorageURL, open_storage
 from storage.creation_lock import creation_lock
 
 CONFIRMATION_ATTR = "hpo_confirmation"  # study user attr: the name of its confirmation study
 PLAN_ATTR = "hpo_confirm_plan"  # confirmation study user attr: {top, seeds, trials}
-CONFIRMS_ATTR = "confirms_trial"  # trial user attr: the number of the trial it retrains
 DEFAULT_TOP = 3
 DEFAULT_SEEDS = 5
 
@@ -43,7 +45,7 @@ def confirmation_of(storage: optuna.storages.BaseStorage, study_name: str) -> st
     return storage.get_study_user_attrs(study_id).get(CONFIRMATION_ATTR)
 
 
-def create_confirmation(storage_url: str, study_name: str, top: int, seeds: int) -> bool:
+def create_confirmation(storage_url: StorageURL, study_name: str, top: int, seeds: int) -> bool:
     """Queue the top `top` complete trials of the study with `seeds` new seeds each; True if
     created, False if the same plan was there already."""
     with creation_lock(storage_url):
@@ -75,10 +77,7 @@ def create_confirmation(storage_url: str, study_name: str, top: int, seeds: int)
 
 
 def _top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
-    complete = sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: (t.value, t.number),
-    )
+    complete = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if len(complete) < top:
         raise UsageError(
             f"study {study.study_name!r} has {len(complete)} complete trials; --top {top} needs "
@@ -118,15 +117,15 @@ def _create(
         storage=storage, study_name=name, direction="minimize", load_if_exists=True
     )
     queued = {
-        (t.user_attrs.get(CONFIRMS_ATTR), t.user_attrs.get(SEED_ATTR))
-        for t in study.get_trials(deepcopy=False)
+        (record.confirms_trial, record.seed)
+        for record in map(TrialRecord.from_trial, study.get_trials(deepcopy=False))
     }
     for trial in leaders:
         for seed in plan["seeds"]:  # type: ignore[union-attr]
             if (trial.number, seed) not in queued:
                 study.enqueue_trial(
                     trial.params,
-                    user_attrs={CONFIRMS_ATTR: trial.number, SEED_ATTR: seed},
+                    user_attrs=TrialRecord(confirms_trial=trial.number, seed=seed).to_attrs(),
                     skip_if_exists=False,
                 )
     study.set_user_attr(PLAN_ATTR, plan)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from hpo.errors import UsageError
-from storage.urls import STORAGE_ENV, parse_storage_url
+from storage.urls import STORAGE_ENV, StorageURL
 
 DEFAULT_PER_GPU = 8  # the best throughput measured on one H200 (BENCHMARKS.md, benchmark 3)
 DEFAULT_MAX_RESTARTS = 5
@@ -32,7 +32,7 @@ POLL_S = 0.2  # how often the launcher looks at its workers
 
 @dataclass(frozen=True, kw_only=True)
 class LaunchOptions:
-    storage_url: str
+    storage_url: StorageURL
     study_name: str
     gpus: tuple[str, ...] = ()
     per_gpu: int = DEFAULT_PER_GPU
@@ -86,7 +86,7 @@ def plan_slots(options: LaunchOptions) -> list[_Slot]:
     ]
     if not slots:
         raise UsageError("nothing to launch: give --gpus 0,1,… or --cpu N")
-    if len(slots) > 1 and parse_storage_url(options.storage_url).is_sqlite:
+    if len(slots) > 1 and options.storage_url.is_sqlite:
         raise UsageError(
             f"{len(slots)} workers on SQLite: it serves one worker at a time; use PostgreSQL or "
             "MySQL (--storage postgresql+psycopg://…) for several"
@@ -190,7 +190,7 @@ def _start(slot: _Slot, options: LaunchOptions, emit: Callable[[str], None]) -> 
     ]
     slot.process = subprocess.Popen(
         command,
-        env={**slot.env, STORAGE_ENV: options.storage_url, "PYTHONUNBUFFERED": "1"},
+        env={**slot.env, STORAGE_ENV: options.storage_url.secret(), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

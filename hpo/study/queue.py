@@ -14,7 +14,6 @@ so nothing is lost and nothing counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import optuna
@@ -23,11 +22,12 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
-from hpo.study.config import CONFIG_ATTR, StudyConfig
-from hpo.study.search_space import grid_points
+from hpo.record.config import CONFIG_ATTR, StudyConfig
+from hpo.record.ranking import best_of
+from hpo.record.search_space import grid_points
 from hpo.trial.epoch_book import build_pruner
 from model.hyperparams import Hyperparams
-from storage import open_storage, optuna_internals
+from storage import StorageURL, open_storage, optuna_internals
 from storage.creation_lock import creation_lock
 
 
@@ -65,17 +65,8 @@ class WorkQueueStudy(optuna.Study):
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The COMPLETE trial of lowest test loss; on ties the earliest, whatever the database order.
-
-    PRUNED trials never count: their value is their last report, not their best.
-    """
+    """The COMPLETE trial of lowest test loss (hpo.record.ranking)."""
     return best_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-
-def best_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
-    """`best_trial` of a list of trials already read."""
-    complete = (t for t in trials if t.state == TrialState.COMPLETE)
-    return min(complete, key=lambda t: (t.value, t.number), default=None)
 
 
 def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
@@ -110,7 +101,9 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
     return True
 
 
-def create_study_at(storage_url: str, name: str, config: StudyConfig) -> tuple[RDBStorage, bool]:
+def create_study_at(
+    storage_url: StorageURL, name: str, config: StudyConfig
+) -> tuple[RDBStorage, bool]:
     """`create_study` on the storage at `storage_url`, under the database's creation lock: every
     node of a cluster job may run the same creation at the same moment, and one queue results.
     Returns the storage and whether the study was created."""

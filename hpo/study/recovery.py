@@ -6,8 +6,8 @@ Every way a trial can be lost comes here:
   first heartbeat leaves a trial with no heartbeat at all, found by the same call;
 - a trial that raised, or that SIGTERM interrupted, is failed and queued again by its own worker
   (`requeue`);
-- a retry keeps the lineage of the trial it retries (`lineage`), so that it resumes from that
-  trial's checkpoint.
+- a retry keeps the lineage of the trial it retries (hpo.record.lineage), so that it resumes from
+  that trial's checkpoint.
 A failed trial is queued again at most MAX_RETRIES times. Queueing again is safe to repeat: a retry
 that exists already is not made twice, so the call can wait out a database outage
 (storage.resilient) even when an attempt committed before its connection was cut.
@@ -15,43 +15,19 @@ that exists already is not made twice, so the call can wait out a database outag
 
 from __future__ import annotations
 
-import contextlib
-import traceback
 from collections.abc import Callable
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import optuna_internals
+from storage.errors import TakenOver
 from storage.retries import with_retries
 
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 
 RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
-
-ERROR_ATTR = "error"  # a failed trial's exception, shown by hpo status and the dashboard
-TRACEBACK_LINES = 12
-
-
-def record_error(trial: optuna.Trial, error: BaseException) -> None:
-    """Store the exception with the trial (type, message, the traceback's last lines), so that
-    the failure can be read from the database, not only from one worker's output."""
-    lines = traceback.format_exception(error)
-    tail = "".join(lines).rstrip().splitlines()[-TRACEBACK_LINES:]
-    with contextlib.suppress(Exception):  # the database may be what failed; keep the real error
-        trial.set_user_attr(
-            ERROR_ATTR,
-            {"type": type(error).__name__, "message": str(error)[:1000], "traceback": tail},
-        )
-
-
-def lineage(trial: FrozenTrial) -> int:
-    """The number of the first trial of `trial`'s chain of retries: what its checkpoint is
-    keyed by, so that a retry finds the checkpoint of the trial it retries."""
-    root = optuna_internals.retried_trial_number(trial)
-    return trial.number if root is None else root
 
 
 def retry_callback(outage_s: float = 0.0) -> RetryCallback:
@@ -86,7 +62,7 @@ def requeue(study: optuna.Study, number: int | None, outage_s: float) -> None:
         # Interrupted before Optuna recorded the failure.
         try:
             study.tell(number, state=TrialState.FAIL)
-        except UpdateFinishedTrialError:
+        except TakenOver:
             return  # another worker finished it (and queued it again) meanwhile
         trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
@@ -103,7 +79,7 @@ def retry_dead_trials(
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 retry(study, storage.get_trial(trial_id))
-        except UpdateFinishedTrialError:
+        except TakenOver:
             pass  # another worker got there first
 
 
@@ -125,7 +101,3 @@ def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float
 
 def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
     return optuna_internals.orphaned_trial_ids(storage, optuna_internals.study_id(study), grace_s)
-
-
-def is_retry(trial: FrozenTrial) -> bool:
-    return optuna_internals.retried_trial_number(trial) is not None

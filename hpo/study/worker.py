@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import TakenOver, UsageError
-from hpo.results.text import describe_trial
-from hpo.study.queue import NoWorkLeft, WorkQueueStudy, best_of, open_study
+from hpo.errors import UsageError
+from hpo.record.ranking import best_of
+from hpo.record.summary import describe_trial
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study
 from hpo.study.recovery import queued_again, requeue, retry_callback, retry_dead_trials
 from hpo.trial.preemption import Preempted, Preemption
-from storage import open_storage
+from storage import StorageURL, open_storage, optuna_internals
+from storage.errors import TakenOver
+from storage.retries import DEFAULT_OUTAGE_S
 from storage.sqlite_lock import one_worker_per_sqlite_file
 
 if TYPE_CHECKING:  # imported once there is work: they bring torch (see the module's docstring)
@@ -52,7 +54,7 @@ class WorkerPreempted(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
-    storage_url: str
+    storage_url: StorageURL
     study_name: str
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     max_trials: int | None = None  # this worker's own limit; the study's queue applies too
@@ -61,7 +63,7 @@ class WorkerOptions:
     checkpoint_dir: str | None = None  # default: $HPO_CHECKPOINT_DIR, else ./checkpoints
     heartbeat_s: int = 10  # seconds between heartbeats of the running trial
     grace_s: int = 60  # a trial without a heartbeat for this long is taken to be dead
-    outage_s: float = 600.0  # how long to wait for an unavailable database
+    outage_s: float = DEFAULT_OUTAGE_S  # how long to wait for an unavailable database
     poll_s: float = 5.0  # how often an idle worker looks for trials to come back
     max_consecutive_failures: int = 3
 
@@ -137,13 +139,13 @@ class _Worker:
 
     def _start(self, preemption: Preemption) -> tuple[Objective, AsyncCheckpoints]:
         """Load the data onto the device and make the objective; say what this worker runs."""
-        from hpo.results.progress import EpochProgress
         from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
         from hpo.trial.data import device_pipeline, load_data
         from hpo.trial.device import resolve_device, resolve_speed
         from hpo.trial.folders import checkpoint_root
         from hpo.trial.kept_models import model_store
         from hpo.trial.objective import Objective
+        from hpo.trial.progress import EpochProgress
 
         config = self.study.config
         device = resolve_device(self.options.device)
@@ -176,31 +178,36 @@ class _Worker:
         return objective, checkpoints
 
     def _run_one(self, objective: Objective, checkpoints: AsyncCheckpoints) -> bool:
-        """Run one queued trial, however it ends; False when the queue was empty."""
-        objective.last_trial_number = None
-        objective.last_trial_taken_over = False
+        """Run one queued trial, however it ends; False when the queue was empty. Every way a
+        trial ends is decided here."""
+        attempt = _Attempt(objective)
         try:
-            self.study.optimize(objective, n_trials=1, catch=(), callbacks=[self._on_trial_done])
+            optuna_internals.run_one_trial(self.study, attempt, [self._on_trial_done])
             self.failures_in_a_row = 0
         except NoWorkLeft:
             return False
         except (Preempted, KeyboardInterrupt) as stop:
-            number = objective.last_trial_number
             checkpoints.flush()  # the next worker resumes from the last epoch
-            requeue(self.study, number, self.options.outage_s)
+            requeue(self.study, attempt.number, self.options.outage_s)
             if isinstance(stop, KeyboardInterrupt):
                 raise
+            number = attempt.number
             handed_back = f"; trial {number} handed back" if number is not None else ""
             raise WorkerPreempted(f"SIGTERM: stopped{handed_back}") from None
-        except (TakenOver, UpdateFinishedTrialError):
-            # Our heartbeat looked stale to another worker, which failed and queued our trial.
-            self._say_taken_over(objective.last_trial_number)
         except Exception as error:
-            if objective.last_trial_taken_over:
-                # Whoever failed it queues the retry; doing it here too could queue two.
-                self._say_taken_over(objective.last_trial_number)
+            # Taken over: our heartbeat looked stale to another worker, which failed and queued
+            # our trial. The objective says so (TakenOver), and Optuna's own `tell` then fails
+            # ("Cannot tell a FAIL trial"); or the trial was failed after the objective's last
+            # write, and only the retry that exists already says so. Whoever failed it queues
+            # the retry; doing it here too could queue two.
+            if (
+                attempt.taken_over
+                or isinstance(error, TakenOver)
+                or queued_again(self.study, attempt.number)
+            ):
+                self._say_taken_over(attempt.number)
             else:
-                self._on_failure(objective.last_trial_number, error)
+                self._on_failure(attempt.number, error)
         return True
 
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -216,10 +223,6 @@ class _Worker:
                 self.say(f"warning: kept models not pruned: {error}")
 
     def _on_failure(self, number: int | None, error: Exception) -> None:
-        if queued_again(self.study, number):
-            # Taken over: Optuna's own `tell` then fails ("Cannot tell a FAIL trial").
-            self._say_taken_over(number)
-            return
         requeue(self.study, number, self.options.outage_s)
         self.states["FAIL"] += 1
         self.failures_in_a_row += 1
@@ -232,6 +235,25 @@ class _Worker:
 
     def _say_taken_over(self, number: int | None) -> None:
         self.say(f"trial {number} was taken over by another worker; moving on")
+
+
+@dataclass
+class _Attempt:
+    """One run of the objective, as the worker sees it: which trial it took, and whether that
+    trial turned out to be another worker's. Made afresh for each trial and read only by
+    `_Worker._run_one`."""
+
+    objective: Objective
+    number: int | None = None
+    taken_over: bool = False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.number = trial.number
+        try:
+            return self.objective(trial)
+        except TakenOver:
+            self.taken_over = True
+            raise
 
 
 def _has_work(study: optuna.Study) -> bool:

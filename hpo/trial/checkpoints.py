@@ -1,6 +1,6 @@
 """Per-epoch checkpoints of running trials, so that a trial interrupted anywhere resumes.
 
-A trial's checkpoint is keyed by its lineage (hpo.study.recovery.lineage): the number of the first
+A trial's checkpoint is keyed by its lineage (hpo.record.lineage): the number of the first
 trial of a chain of retries, so the trial that retries a dead one finds the dead one's checkpoint.
 Files are written whole or not at all (temporary file, then rename), in
 a folder every worker of the study can reach (a shared volume for many machines).
@@ -14,16 +14,16 @@ completed epoch; a hand-back (SIGTERM) and the end of a trial wait for it.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from model.train import EpochMetrics, TrainState
+from model.atomic_file import write_atomically
+from model.metrics import EpochMetrics
+from model.train import TrainState
 
 WRITER_IDLE_CHECK_S = 0.2  # how often an idle writer thread checks whether the program is ending
 
@@ -44,9 +44,7 @@ class CheckpointStore:
         # tensor once more.
         payload = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
         payload["history"] = [m.as_dict() for m in state.history]
-        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        torch.save(payload, partial)
-        os.replace(partial, path)
+        write_atomically(path, lambda partial: torch.save(payload, partial))
 
     def load(self, study: str, key: int) -> TrainState | None:
         """The checkpoint, or None when there is none or it cannot be read (start over).

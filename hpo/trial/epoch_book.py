@@ -12,10 +12,8 @@ reports with everything before them. The book tells the two apart by the best ep
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.pruners import (
@@ -27,11 +25,10 @@ from optuna.pruners import (
 )
 from optuna.trial import FrozenTrial
 
+from hpo.record.trial_record import Curves, TrialRecord, curves_of
 from hpo.trial.writer import TrialWriter
+from model.metrics import EpochHistory, EpochMetrics
 from storage import optuna_internals
-
-if TYPE_CHECKING:  # the study imports the pruner before any torch is needed
-    from model.train import EpochMetrics
 
 MEDIAN_STARTUP_TRIALS = 5
 MEDIAN_WARMUP_EPOCHS = 5
@@ -87,53 +84,44 @@ def build_pruner(name: str, patience: int, max_epochs: int) -> BasePruner:
     return PatienceOrPruner(patience, wrapped)
 
 
-CURVE_KEYS = (
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "test_top5",
-    "learning_rate",
-    "seconds",
-)
-VALIDATION_KEYS = ("val_loss", "val_accuracy")  # curves of a study with a validation split
-
-
 @dataclass(kw_only=True)
 class EpochBook:
-    """A trial's running bookkeeping: best epoch so far, curves, and why it stopped."""
+    """A trial's running bookkeeping over the run's one history: the training loop adds each
+    epoch to `history` (and learns there whether it is the best so far); the book judges it,
+    reports it to the trial, and says why the run stopped."""
 
     trial: optuna.Trial
     patience: int
     max_epochs: int
-    best: EpochMetrics | None = None
-    epochs_run: int = 0
+    history: EpochHistory = field(default_factory=EpochHistory)
     stop_reason: str | None = None
-    curves: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in CURVE_KEYS})
     # Writes reports and live curves in the background; None: `trial.report` and
     # `trial.should_prune`, each a database round trip, in the training thread.
     writer: TrialWriter | None = None
     # The trial as the pruner sees it: read from the database at the first epoch (each epoch
     # with a pruner that keeps rungs in the trial's attributes); its intermediate values are
-    # then the book's.
+    # then the history's.
     pruning_view: FrozenTrial | None = None
-    _reported: dict[int, float] = field(default_factory=dict)
 
-    def on_epoch(self, metrics: EpochMetrics) -> bool:
-        """Record one epoch; True stops training."""
-        self.epochs_run = metrics.epoch
-        for key in CURVE_KEYS:
-            self.curves[key].append(getattr(metrics, key))
-        if metrics.val_loss is not None:
-            for key in VALIDATION_KEYS:
-                self.curves.setdefault(key, []).append(getattr(metrics, key))
+    @property
+    def best(self) -> EpochMetrics | None:
+        return self.history.best
+
+    @property
+    def epochs_run(self) -> int:
+        last = self.history.last
+        return last.epoch if last is not None else 0
+
+    def on_epoch(self) -> bool:
+        """Judge the epoch that the training loop has just added to the history; True stops
+        training."""
+        metrics = self.history.last
+        assert metrics is not None, "the training loop adds the epoch first"
         if self.writer is not None:
             self.writer.publish(self.json_curves)
         if not metrics.finite:
             self.stop_reason = "diverged"
             return True
-        if metrics.better_than(self.best):
-            self.best = metrics
         if self._report_and_should_prune(metrics.epoch, metrics.selection_loss):
             self.stop_reason = "patience" if self.patience_spent(metrics.epoch) else "pruned"
             return True
@@ -142,27 +130,22 @@ class EpochBook:
             return True
         return False
 
+    def replay(self) -> bool:
+        """Judge again, in order, the epochs that the history holds already (restored from a
+        checkpoint), reporting each to the trial; True if one of them stops training, and the
+        history then ends at that epoch."""
+        for metrics in self.history.take_all():
+            self.history.add(metrics)
+            if self.on_epoch():
+                return True
+        return False
+
     def patience_spent(self, epoch: int) -> bool:
         """Whether `patience` epochs up to `epoch` brought no lower selection loss."""
         return self.best is not None and epoch - self.best.epoch >= self.patience
 
-    def user_attrs(self) -> dict[str, object]:
-        attrs: dict[str, object] = {
-            "epochs_run": self.epochs_run,
-            "stop_reason": self.stop_reason,
-            "curves": self.json_curves(),
-        }
-        if self.best is not None:
-            attrs.update(
-                best_epoch=self.best.epoch,
-                test_accuracy=self.best.test_accuracy,
-                test_top5=self.best.test_top5,
-                train_loss=self.best.train_loss,
-                train_accuracy=self.best.train_accuracy,
-            )
-            if self.best.val_loss is not None:  # the value is then the validation loss
-                attrs.update(test_loss=self.best.test_loss, val_accuracy=self.best.val_accuracy)
-        return attrs
+    def record(self) -> TrialRecord:
+        return TrialRecord.of_run(self.history, self.stop_reason)
 
     def _report_and_should_prune(self, epoch: int, loss: float) -> bool:
         if self.writer is None:
@@ -177,14 +160,9 @@ class EpochBook:
         pruner = self.trial.study.pruner
         if self.pruning_view is None or isinstance(pruner, _RUNG_PRUNERS):
             self.pruning_view = self.trial.storage.get_trial(optuna_internals.trial_id(self.trial))
-        self._reported[epoch] = loss
-        self.pruning_view.intermediate_values = self._reported
-        return pruner.prune(self.trial.study, self.pruning_view)
+        reported = {m.epoch: m.selection_loss for m in self.history}
+        view = optuna_internals.with_intermediate_values(self.pruning_view, reported)
+        return pruner.prune(self.trial.study, view)
 
-    def json_curves(self) -> dict[str, list[float | None]]:
-        return {key: [_json_float(v) for v in values] for key, values in self.curves.items()}
-
-
-def _json_float(value: float) -> float | None:
-    # NaN and inf are not JSON; a diverged epoch is stored as null.
-    return value if math.isfinite(value) else None
+    def json_curves(self) -> Curves:
+        return curves_of(self.history)

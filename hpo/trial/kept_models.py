@@ -26,15 +26,19 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 import hpo
 from hpo.errors import UsageError
-from hpo.study.config import MODEL_ATTR, StudyConfig
+from hpo.record.ranking import ranked
+from hpo.record.trial_record import TrialRecord
 from hpo.trial.folders import models_folder
+from model.atomic_file import write_atomically
+from model.metrics import EpochMetrics
 from model.model_file import ModelFileError, model_payload, read_model_file, write_model_file
 from model.pipeline import DevicePipeline
-from model.train import EpochMetrics, TrainConfig, network_args
+from model.train import TrainConfig, network_args
+from storage import optuna_internals
 
 
 def library_versions() -> dict[str, str]:
@@ -58,42 +62,38 @@ def model_store(checkpoint_dir: str | None) -> ModelStore:
     return ModelStore(models_folder(checkpoint_dir))
 
 
-def best_model_payload(
+def model_file_payload(
     *,
-    study_name: str,
-    trial_number: int,
-    config: StudyConfig,
     train_config: TrainConfig,
     pipeline: DevicePipeline,
     num_classes: int,
     class_names: tuple[str, ...],
-    best: EpochMetrics,
+    preset: str,
     weights: dict[str, Any],
+    metrics: EpochMetrics,
+    **described: Any,
 ) -> dict[str, Any]:
+    """A model file's contents (model.model_file) for weights that `train_config` trained on
+    `pipeline`'s data, `metrics` the epoch they are from; `described`: where they came from (a
+    study's trial, or `hpo train`'s settings)."""
     return model_payload(
         network=network_args(train_config, pipeline, num_classes),
         state_dict=weights,
-        preset=config.preset,
+        preset=preset,
         mean=pipeline.stats.mean,
         std=pipeline.stats.std,
         crop=pipeline.crop,
         class_names=class_names,
         params=asdict(train_config.hyperparams),
-        metrics=best.as_dict(),
+        metrics=metrics.as_dict(),
         versions=library_versions(),
-        study=study_name,
-        trial=trial_number,
-        dataset=config.dataset,
-        seed=train_config.seed,
-        subset=config.subset,
-        validation=config.validation,
-        selected_on=config.selected_on,
+        **described,
     )
 
 
 def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) -> str:
-    """Upload the model file as an artifact of the (running) trial; its id is also the trial's
-    `model_artifact` attribute."""
+    """Upload the model file as an artifact of the (running) trial; its id is also recorded
+    with the trial (`TrialRecord.model_artifact`)."""
     store.folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=store.folder, prefix=".upload-") as folder:
         path = Path(folder) / f"trial-{trial.number}-epoch-{payload['best_epoch']}.pt"
@@ -106,7 +106,7 @@ def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) 
                 study_or_trial=trial,
                 mimetype="application/octet-stream",
             )
-    trial.set_user_attr(MODEL_ATTR, artifact_id)
+    optuna_internals.set_trial_attrs(trial, TrialRecord(model_artifact=artifact_id).to_attrs())
     return artifact_id
 
 
@@ -114,17 +114,17 @@ def prune_models(trials: Iterable[FrozenTrial], keep: int, store: ModelStore) ->
     """Remove the model files of all finished trials but the `keep` best COMPLETE ones, of the
     study's `trials`; returns how many were removed. Running trials' files are left alone: they
     may be the best yet."""
-    holders = [
-        trial for trial in trials if trial.state.is_finished() and MODEL_ATTR in trial.user_attrs
-    ]
-    complete = sorted(
-        (t for t in holders if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number)
-    )
-    kept = {trial.user_attrs[MODEL_ATTR] for trial in complete[:keep]}
+    holders = {
+        trial.number: artifact_id
+        for trial in trials
+        if trial.state.is_finished()
+        and (artifact_id := TrialRecord.from_trial(trial).model_artifact) is not None
+    }
+    complete = ranked(t for t in trials if t.number in holders)
+    kept = {holders[trial.number] for trial in complete[:keep]}
     removed = 0
     artifacts = store.artifacts
-    for trial in holders:
-        artifact_id = trial.user_attrs[MODEL_ATTR]
+    for artifact_id in holders.values():
         if artifact_id in kept:
             continue
         try:
@@ -137,7 +137,7 @@ def prune_models(trials: Iterable[FrozenTrial], keep: int, store: ModelStore) ->
 
 def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, Any]:
     """Copy the trial's kept model file to `out`, checked to load first; returns its contents."""
-    artifact_id = trial.user_attrs.get(MODEL_ATTR)
+    artifact_id = TrialRecord.from_trial(trial).model_artifact
     reader = None
     if artifact_id is not None:
         with contextlib.suppress(ArtifactNotFound, FileNotFoundError):
@@ -151,14 +151,15 @@ def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, 
         )
     if not out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    partial = out.with_name(out.name + ".partial")
-    try:
+    saved: dict[str, Any] = {}
+
+    def copy_checked(partial: Path) -> None:
         with reader, partial.open("wb") as copy:
             shutil.copyfileobj(reader, copy)
-        saved = read_model_file(partial)
-        partial.replace(out)
+        saved.update(read_model_file(partial))  # refused before it takes `out`'s place
+
+    try:
+        write_atomically(out, copy_checked)
     except ModelFileError as error:
         raise UsageError(str(error)) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return saved

@@ -21,12 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 
-LIVE_CURVES_INTERVAL_S = 2.0
+from hpo.record.trial_record import Curves, TrialRecord
+from storage import optuna_internals
 
-Curves = dict[str, list[float | None]]
+LIVE_CURVES_INTERVAL_S = 2.0
 
 
 class TrialWriter:
@@ -40,7 +40,6 @@ class TrialWriter:
         self.trial_id = trial_id
         self.curves_interval_s = curves_interval_s  # None: no live curves
         self.curves_written = 0
-        self.taken_over = False  # the trial was finished by someone else: writes stopped
         self._reports: deque[tuple[int, float]] = deque()
         self._curves: Curves | None = None
         self._next_curves = 0.0
@@ -105,15 +104,18 @@ class TrialWriter:
 
     def _run(self) -> None:
         try:
-            while (job := self._next_job()) is not None:
-                reports, curves = job
-                for step, value in reports:
-                    self.storage.set_trial_intermediate_value(self.trial_id, step, value)
-                if curves is not None:
-                    self.storage.set_trial_user_attr(self.trial_id, "curves", curves)
-                    self.curves_written += 1
-                    self._next_curves = time.monotonic() + (self.curves_interval_s or 0.0)
-        except UpdateFinishedTrialError:
-            self.taken_over = True  # another worker failed and requeued it: nothing to write
+            # TakenOver when another worker has failed and requeued the trial: nothing more to
+            # write, and the training thread learns it at its next call.
+            with optuna_internals.taken_over_if_finished(self.trial_id):
+                while (job := self._next_job()) is not None:
+                    reports, curves = job
+                    for step, value in reports:
+                        self.storage.set_trial_intermediate_value(self.trial_id, step, value)
+                    if curves is not None:
+                        live = TrialRecord(curves=curves).to_attrs()
+                        for name, stored in live.items():
+                            self.storage.set_trial_user_attr(self.trial_id, name, stored)
+                        self.curves_written += 1
+                        self._next_curves = time.monotonic() + (self.curves_interval_s or 0.0)
         except BaseException as error:  # raised in the training thread at its next call
             self._error = error

@@ -121,7 +121,7 @@ def test_fast_paths_on_cuda_train_like_plain_cuda(speed: SpeedOptions) -> None:
 def test_real_cuda_out_of_memory_is_released(monkeypatch) -> None:
     import optuna
 
-    from hpo.study.config import StudyConfig
+    from hpo.record.config import StudyConfig
     from hpo.trial.data import device_pipeline, load_data
     from hpo.trial.epoch_book import build_pruner
     from hpo.trial.objective import Objective

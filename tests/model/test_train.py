@@ -6,11 +6,12 @@ import torch
 
 from model.datasets import augment_spec, make_synthetic
 from model.hyperparams import Hyperparams
+from model.metrics import EpochMetrics, best_epoch
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import SpeedOptions, parse_speed
 from model.step_graph import GraphedSteps
-from model.train import EpochMetrics, TrainConfig, best_epoch, train
+from model.train import TrainConfig, train
 
 
 def _pipeline(preset: str = "batchnorm") -> DevicePipeline:

@@ -3,7 +3,9 @@
 storage/optuna_internals.py is the one place that uses Optuna's private names; these tests run
 each of its primitives against SQLite, PostgreSQL and MariaDB, the way Optuna's own tests run
 over its storages. When an Optuna release changes one of them, a test here fails first: the
-queue's exactly-once pop, a trial's attributes written in one commit, the retry lineage,
+queue's exactly-once pop, a trial's attributes written in one commit, writes to a trial that
+another worker finished refused as TakenOver, `Study.optimize` around the queue's `ask`, the
+pruner's view of a trial given its values, the retry lineage,
 Optuna's stale-trial check, the check for trials that never sent a heartbeat, and the artifact
 listing that optuna-dashboard reads.
 """
@@ -20,30 +22,32 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from storage import open_storage, optuna_internals
+from storage import open_storage, optuna_internals, parse_storage_url
+from storage.errors import TakenOver
+from tests.conftest import Database
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-SERVERS = [pytest.param(name, marks=pytest.mark.server) for name in ("postgres", "mariadb")]
 
 
-@pytest.fixture(params=["sqlite", *SERVERS])
-def url(request, tmp_path) -> str:
-    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mariadb": "mysql_url"}
-    return request.getfixturevalue(fixture[request.param])
+@pytest.fixture
+def url(database: Database) -> str:
+    """Each test below runs on SQLite, PostgreSQL and MariaDB (tests/conftest.py's supplier)."""
+    return database.url
 
 
 def _study(url: str, name: str = "contract", **storage_options) -> tuple[optuna.Study, RDBStorage]:
-    storage = open_storage(url, create=True, **storage_options)
+    storage = open_storage(parse_storage_url(url), create=True, **storage_options)
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True)
     return study, storage
 
 
-@pytest.mark.parametrize("server", SERVERS)
-def test_each_queued_trial_is_popped_by_exactly_one_of_many_contenders(request, server) -> None:
+def test_each_queued_trial_is_popped_by_exactly_one_of_many_contenders(
+    server_database: Database,
+) -> None:
     """Under a row lock on the servers. SQLite has none: six contenders popped 44 times for 24
     queued trials in one run, which is why a worker refuses to share a SQLite file
     (storage.sqlite_lock)."""
-    url = request.getfixturevalue({"postgres": "postgres_url", "mariadb": "mysql_url"}[server])
+    url = server_database.url
     queued, contenders = 24, 6
     study, _ = _study(url)
     for k in range(queued):
@@ -133,11 +137,98 @@ def test_a_trials_attributes_are_written_in_one_commit_and_never_to_a_finished_t
     assert written.user_attrs == {"epochs_run": 2, "curves": curves} == trial.user_attrs
     assert written.system_attrs["artifacts:a"] == "m"
     # Another worker fails the trial as stale: nothing more is written to it.
-    other = open_storage(url)
+    other = open_storage(parse_storage_url(url))
     assert other.set_trial_state_values(key, TrialState.FAIL)
-    with pytest.raises(UpdateFinishedTrialError):
+    with pytest.raises(TakenOver):  # Optuna's UpdateFinishedTrialError, as ours
         optuna_internals.set_trial_attrs(trial, {"stop_reason": "patience", "epochs_run": 3})
     assert storage.get_trial(key).user_attrs == {"epochs_run": 2, "curves": curves}
+
+
+def test_every_write_to_a_trial_that_another_worker_finished_is_refused_as_taken_over(
+    url: str,
+) -> None:
+    """Optuna raises UpdateFinishedTrialError; the storage boundary says TakenOver (a subclass,
+    so Optuna's own handlers still see theirs), and a running trial can ask."""
+    study, storage = _study(url)
+    trial = study.ask()
+    key = optuna_internals.trial_id(trial)
+    optuna_internals.check_still_running(trial)  # running: nothing raised
+    assert open_storage(parse_storage_url(url)).set_trial_state_values(key, TrialState.FAIL)
+    with pytest.raises(TakenOver):
+        optuna_internals.check_still_running(trial)
+    for write in (
+        lambda: storage.set_trial_intermediate_value(key, 1, 0.5),
+        lambda: storage.set_trial_user_attr(key, "curves", {}),
+        lambda: storage.set_trial_system_attr(key, "a", 1),
+        lambda: storage.set_trial_state_values(key, TrialState.COMPLETE, [0.5]),
+    ):
+        with pytest.raises(TakenOver) as refused:
+            write()
+        assert isinstance(refused.value, UpdateFinishedTrialError)
+    assert storage.get_trial(key).state == TrialState.FAIL
+
+
+class _Empty(Exception):
+    pass
+
+
+def test_an_exception_from_ask_leaves_optimize_before_any_trial_exists(url: str) -> None:
+    """What the work queue's `ask` relies on (hpo.study.queue): `Study.optimize` calls `ask`
+    outside the try block around the objective, so an exception there comes out as is, with no
+    trial made or failed, and the objective never runs."""
+    study, _ = _study(url)
+
+    def ask(*_args: object, **_kwargs: object) -> optuna.Trial:
+        raise _Empty
+
+    study.ask = ask  # type: ignore[method-assign]
+    ran: list[int] = []
+    with pytest.raises(_Empty):
+        optuna_internals.run_one_trial(study, lambda trial: ran.append(1) or 0.0, [])
+    assert ran == [] and study.get_trials() == []
+
+
+def test_an_exception_from_the_objective_comes_out_after_the_trial_is_failed(url: str) -> None:
+    study, _ = _study(url)
+
+    def objective(trial: optuna.Trial) -> float:
+        raise _Empty
+
+    with pytest.raises(_Empty):
+        optuna_internals.run_one_trial(study, objective, [])
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
+
+
+@pytest.mark.parametrize("pruner", ["median", "patient"])
+def test_a_pruner_judges_a_view_given_its_values_as_it_judges_the_stored_trial(
+    url: str, pruner: str
+) -> None:
+    """The epoch book hands the study's pruner a trial read once, its intermediate values set
+    (hpo.trial.epoch_book): each decision must equal `should_prune` on the trial as stored."""
+    chosen = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if pruner == "median"
+        else optuna.pruners.PatientPruner(None, patience=1)
+    )
+    study, storage = _study(url)
+    study.pruner = chosen
+    for _ in range(3):  # good trials, so that the median has something to compare with
+        done = study.ask()
+        for step in range(1, 6):
+            done.report(0.1 * step, step)
+        study.tell(done, 0.1)
+    trial = study.ask()
+    view = storage.get_trial(optuna_internals.trial_id(trial))
+    reported: dict[int, float] = {}
+    decisions = []
+    for step, value in enumerate([0.5, 0.4, 0.45, 0.6, 0.7], start=1):
+        trial.report(value, step)
+        reported[step] = value
+        judged = optuna_internals.with_intermediate_values(view, dict(reported))
+        assert judged.last_step == step
+        decisions.append((chosen.prune(study, judged), trial.should_prune()))
+    assert all(ours == optunas for ours, optunas in decisions), decisions
+    assert any(optunas for _, optunas in decisions)  # the sequence does get pruned
 
 
 def test_retries_keep_their_lineage(url: str) -> None:

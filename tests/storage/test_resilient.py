@@ -10,7 +10,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from storage import open_storage, optuna_internals
+from storage import open_storage, optuna_internals, parse_storage_url
 from storage.optuna_internals import trial_id
 from storage.resilient import ResilientRDBStorage
 from storage.retries import with_retries
@@ -64,7 +64,9 @@ def test_a_state_change_whose_first_attempt_committed_is_not_an_error(
     """The connection dies after the commit: the retry finds the trial finished, in the state it
     was setting, and reports success instead of "trial already finished"."""
     monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
-    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True, outage_s=60)
+    storage = open_storage(
+        parse_storage_url(f"sqlite:///{tmp_path / 'r.db'}"), create=True, outage_s=60
+    )
     assert isinstance(storage, ResilientRDBStorage)
     study = optuna.create_study(storage=storage, study_name="r")
     running = trial_id(study.ask())
@@ -92,7 +94,9 @@ def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) 
     """The orphan check and the one-commit attribute write (storage.optuna_internals) go around
     Optuna's storage calls, so they retry by themselves on a worker's storage."""
     monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
-    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}", create=True, outage_s=60)
+    storage = open_storage(
+        parse_storage_url(f"sqlite:///{tmp_path / 'r.db'}"), create=True, outage_s=60
+    )
     study = optuna.create_study(storage=storage, study_name="r")
     trial = study.ask()  # running, and no heartbeat ever: an orphan
     connect, refused = storage.engine.connect, []

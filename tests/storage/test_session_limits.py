@@ -15,6 +15,7 @@ from storage.open import _waiting_while_full
 from storage.retries import is_transient, reason
 from storage.session_limits import session_settings, transaction_settings
 from storage.urls import parse_storage_url
+from tests.conftest import Database
 
 
 class _Refusal(Exception):
@@ -43,20 +44,18 @@ def test_each_server_gets_its_own_limits() -> None:
     assert session_settings("sqlite", 60, mariadb=False) == []
 
 
-@pytest.mark.server
-@pytest.mark.parametrize(
-    ("server", "query"),
-    [
-        ("postgres_url", "SHOW idle_in_transaction_session_timeout"),
-        ("mysql_url", "SELECT @@SESSION.idle_transaction_timeout"),
-    ],
-)
+IDLE_LIMIT_QUERY = {
+    "postgres": "SHOW idle_in_transaction_session_timeout",
+    "mariadb": "SELECT @@SESSION.idle_transaction_timeout",
+}
+
+
 def test_a_workers_sessions_carry_the_grace_period_as_their_idle_limit(
-    server: str, query: str, request
+    server_database: Database,
 ) -> None:
-    url = request.getfixturevalue(server)
-    open_storage(url, create=True).engine.dispose()
-    storage = open_storage(url, heartbeat_interval=1, grace_period=7)
+    url, query = server_database.url, IDLE_LIMIT_QUERY[server_database.kind]
+    open_storage(parse_storage_url(url), create=True).engine.dispose()
+    storage = open_storage(parse_storage_url(url), heartbeat_interval=1, grace_period=7)
     try:
         with storage.engine.connect() as connection:
             assert str(connection.exec_driver_sql(query).scalar()) in ("7s", "7")
@@ -119,5 +118,5 @@ def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
     slept = []
     monkeypatch.setattr("storage.retries.time.sleep", slept.append)
     with pytest.raises(StorageError, match="cannot use database"):
-        open_storage("postgresql+psycopg://hpo@127.0.0.1:1/hpo", outage_s=600)
+        open_storage(parse_storage_url("postgresql+psycopg://hpo@127.0.0.1:1/hpo"), outage_s=600)
     assert slept == []

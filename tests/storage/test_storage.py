@@ -25,7 +25,7 @@ def test_passwords_never_appear_in_messages() -> None:
     url = parse_storage_url("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
     assert "hunter2" not in url.render()
     with pytest.raises(StorageError) as caught:
-        open_storage("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
+        open_storage(parse_storage_url("postgresql+psycopg://user:hunter2@127.0.0.1:1/db"))
     assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -39,16 +39,16 @@ def test_passwords_never_appear_in_messages() -> None:
 )
 def test_bad_urls(url: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
-        open_storage(url)
+        open_storage(parse_storage_url(url))
 
 
 def test_reading_never_creates_a_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(StorageError, match="no study database"):
-        open_storage(f"sqlite:///{path}")
+        open_storage(parse_storage_url(f"sqlite:///{path}"))
     assert not path.exists()
     with pytest.raises(StorageError, match="does not exist"):
-        open_storage(f"sqlite:///{tmp_path / 'no' / 'x.db'}", create=True)
+        open_storage(parse_storage_url(f"sqlite:///{tmp_path / 'no' / 'x.db'}"), create=True)
 
 
 @pytest.mark.parametrize(
@@ -57,11 +57,11 @@ def test_reading_never_creates_a_sqlite_file(tmp_path: Path) -> None:
 )
 def test_schema_of_another_optuna_version(tmp_path: Path, schema: str, advice: str) -> None:
     path = tmp_path / "old.db"
-    open_storage(f"sqlite:///{path}", create=True)
+    open_storage(parse_storage_url(f"sqlite:///{path}"), create=True)
     with sqlite3.connect(path) as connection:
         connection.execute(f"UPDATE alembic_version SET version_num = '{schema}'")
     with pytest.raises(StorageError, match=f"schema \\({schema}\\) is not the one") as raised:
-        open_storage(f"sqlite:///{path}")
+        open_storage(parse_storage_url(f"sqlite:///{path}"))
     assert advice in str(raised.value)
 
 
@@ -71,7 +71,7 @@ def test_server_databases_open_and_empty_ones_are_not_written(
 ) -> None:
     for url in (postgres_url, mysql_url):
         with pytest.raises(StorageError, match="holds no Optuna studies"):
-            open_storage(url)
-        storage = open_storage(url, create=True)
+            open_storage(parse_storage_url(url))
+        storage = open_storage(parse_storage_url(url), create=True)
         assert storage.get_all_studies() == []
-        open_storage(url)  # now it has the tables
+        open_storage(parse_storage_url(url))  # now it has the tables

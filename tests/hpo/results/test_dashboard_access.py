@@ -9,6 +9,7 @@ import pytest
 from hpo.errors import UsageError
 from hpo.results.dashboard import DashboardOptions, is_loopback, resolve_token
 from hpo.results.dashboard_access import DashboardAccess, new_token
+from storage import parse_storage_url
 
 
 def _call(app, method: str = "GET", query: str = "", **headers: str) -> tuple[str, dict, bytes]:
@@ -50,17 +51,33 @@ def test_no_token_mode_and_writes_allowed() -> None:
 
 def test_token_sources(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("HPO_DASHBOARD_TOKEN", raising=False)
-    options = DashboardOptions(storage_url="sqlite:///x.db")
+    options = DashboardOptions(storage_url=parse_storage_url("sqlite:///x.db"))
     first, second = resolve_token(options), resolve_token(options)
     assert first != second and len(first) >= 32  # random, and long
     monkeypatch.setenv("HPO_DASHBOARD_TOKEN", "from-env")
     assert resolve_token(options) == "from-env"
     (tmp_path / "t").write_text("from-file\n")
-    assert resolve_token(DashboardOptions(storage_url="", token_file=tmp_path / "t")) == "from-file"
-    assert resolve_token(DashboardOptions(storage_url="", no_token=True)) is None
+    assert (
+        resolve_token(
+            DashboardOptions(
+                storage_url=parse_storage_url("sqlite:///x.db"), token_file=tmp_path / "t"
+            )
+        )
+        == "from-file"
+    )
+    assert (
+        resolve_token(
+            DashboardOptions(storage_url=parse_storage_url("sqlite:///x.db"), no_token=True)
+        )
+        is None
+    )
     with pytest.raises(UsageError, match="empty"):
         (tmp_path / "e").write_text("  \n")
-        resolve_token(DashboardOptions(storage_url="", token_file=tmp_path / "e"))
+        resolve_token(
+            DashboardOptions(
+                storage_url=parse_storage_url("sqlite:///x.db"), token_file=tmp_path / "e"
+            )
+        )
     assert len({new_token() for _ in range(100)}) == 100
 
 

@@ -281,9 +281,10 @@ def test_every_trial_exports_to_a_table_that_pandas_reads(digits_study, name: st
 
 
 def test_the_table_names_a_retry_and_its_error() -> None:
+    from hpo.record.config import CONFIG_ATTR, StudyConfig
     from hpo.results.trials_table import trials_table
-    from hpo.study.config import CONFIG_ATTR, StudyConfig
-    from hpo.study.recovery import record_error, retry_callback
+    from hpo.study.recovery import retry_callback
+    from hpo.trial.objective import record_error
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="r", storage=storage)

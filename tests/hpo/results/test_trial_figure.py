@@ -17,18 +17,14 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
+from hpo.record.config import StudyConfig
+from hpo.record.curves_artifact import CURVES_FILENAME, curves_artifact_id, trial_id_of
 from hpo.results.curve_figure import learning_curves_svg, nice_ticks
-from hpo.results.trial_figure import (
-    CURVES_FILENAME,
-    CurvesArtifactStore,
-    curves_artifact_id,
-    trial_id_of,
-)
-from hpo.study.config import StudyConfig
+from hpo.results.trial_figure import CurvesArtifactStore
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.epoch_book import build_pruner
 from hpo.trial.objective import Objective
-from storage import open_storage
+from storage import open_storage, parse_storage_url
 from storage.optuna_internals import study_id, trial_id
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -84,7 +80,7 @@ def test_curves_artifact_ids_name_their_trial_and_never_a_uuid() -> None:
 
 
 def _study_with_trial(tmp_path: Path) -> tuple[optuna.storages.BaseStorage, optuna.Study]:
-    storage = open_storage(f"sqlite:///{tmp_path / 'f.db'}", create=True)
+    storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 'f.db'}"), create=True)
     return storage, optuna.create_study(storage=storage, study_name="f")
 
 
@@ -129,12 +125,12 @@ def test_a_running_trials_curves_are_stored_as_epochs_finish(tmp_path: Path) -> 
     data = load_data(config.data_spec)
     pipeline = device_pipeline(data, config.dataset, config.preset, torch.device("cpu"))
     study = optuna.create_study(
-        storage=open_storage(url, create=True),
+        storage=open_storage(parse_storage_url(url), create=True),
         study_name="live",
         pruner=build_pruner(config.pruner, config.patience, config.epochs),
     )
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
-    watcher = open_storage(url)  # another process's view, e.g. the dashboard's
+    watcher = open_storage(parse_storage_url(url))  # another process's view, e.g. the dashboard's
     seen: dict[int, int] = {}
 
     def stored_epochs() -> int:

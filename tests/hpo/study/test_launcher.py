@@ -8,13 +8,14 @@ import pytest
 
 from hpo.errors import UsageError
 from hpo.study.launcher import LaunchOptions, launch, plan_slots, threads_per_worker
+from storage import parse_storage_url
 
 
 def _options(exit_code: int, **changes) -> LaunchOptions:
     # A stand-in worker that prints its arguments and exits with `exit_code`.
     code = f"import os, sys; print(os.environ['HPO_STORAGE'], *sys.argv[1:]); sys.exit({exit_code})"
     base = dict(
-        storage_url="postgresql+psycopg://u@127.0.0.1/db",
+        storage_url=parse_storage_url("postgresql+psycopg://u@127.0.0.1/db"),
         study_name="s",
         cpu_workers=2,
         max_restarts=2,
@@ -63,7 +64,7 @@ def test_plan_pins_each_worker_to_its_gpu_and_refuses_many_on_sqlite() -> None:
         ("gpu3.1", "3"),
     ]
     with pytest.raises(UsageError, match="SQLite"):
-        plan_slots(_options(0, storage_url="sqlite:///x.db"))
+        plan_slots(_options(0, storage_url=parse_storage_url("sqlite:///x.db")))
     with pytest.raises(UsageError, match="nothing to launch"):
         plan_slots(_options(0, cpu_workers=0))
 

@@ -3,17 +3,17 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.errors import UsageError
-from hpo.study.config import CONFIG_ATTR, StudyConfig
+from hpo.record.config import CONFIG_ATTR, StudyConfig
+from hpo.record.search_space import grid_points
 from hpo.study.queue import NoWorkLeft, create_study, open_study
-from hpo.study.search_space import grid_points
 from model.hyperparams import Hyperparams
-from storage import open_storage
+from storage import open_storage, parse_storage_url
 from storage.optuna_internals import queued_params
 
 
 @pytest.fixture
 def storage(sqlite_url: str):
-    return open_storage(sqlite_url, create=True)
+    return open_storage(parse_storage_url(sqlite_url), create=True)
 
 
 def test_create_enqueues_every_grid_point_once(storage) -> None:

@@ -10,19 +10,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.study.config import StudyConfig
+from hpo.record.config import StudyConfig
+from hpo.record.lineage import is_retry, lineage
 from hpo.study.queue import create_study, open_study
 from hpo.study.recovery import (
     MAX_RETRIES,
-    is_retry,
-    lineage,
     queued_again,
     requeue,
     retry_callback,
     retry_dead_trials,
     stale_trial_numbers,
 )
-from storage import open_storage
+from storage import open_storage, parse_storage_url
 from storage.optuna_internals import queued_params, trial_id
 
 
@@ -31,9 +30,12 @@ def grid(tmp_path):
     """A 16-point grid study opened as a worker opens it (heartbeats on)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
     config = StudyConfig(dataset="synthetic", preset="augment")  # no dropout: 16 points
-    create_study(open_storage(url, create=True), "g", config)
+    create_study(open_storage(parse_storage_url(url), create=True), "g", config)
     storage = open_storage(
-        url, heartbeat_interval=1, grace_period=2, stale_trial_callback=retry_callback()
+        parse_storage_url(url),
+        heartbeat_interval=1,
+        grace_period=2,
+        stale_trial_callback=retry_callback(),
     )
     return open_study(storage, "g"), storage
 

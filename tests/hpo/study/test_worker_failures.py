@@ -6,7 +6,8 @@ from __future__ import annotations
 import optuna
 
 from hpo.cli import main
-from hpo.study.recovery import ERROR_ATTR, MAX_RETRIES
+from hpo.record.trial_record import TrialRecord
+from hpo.study.recovery import MAX_RETRIES
 from hpo.trial.objective import Objective
 
 
@@ -28,9 +29,10 @@ def test_failed_trials_keep_their_error_and_status_lists_them(
     trials = optuna.load_study(study_name="f", storage=url).trials
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) == 3
-    error = failed[0].user_attrs[ERROR_ATTR]
-    assert error["type"] == "ValueError" and error["message"] == "no memory for trial 0"
-    assert any("in broken" in line for line in error["traceback"])
+    error = TrialRecord.from_trial(failed[0]).error
+    assert error is not None
+    assert error.type == "ValueError" and error.message == "no memory for trial 0"
+    assert any("in broken" in line for line in error.traceback)
 
     # One more worker runs the last retry (one failure, not three in a row: it finishes the
     # queue and exits 0); the trial then stays FAIL.

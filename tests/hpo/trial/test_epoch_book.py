@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 
 from hpo.trial.epoch_book import EpochBook, PatienceOrPruner
-from model.train import EpochMetrics
+from model.metrics import EpochMetrics
 
 # The validation loss is lowest at epoch 2; the test loss goes on falling until epoch 5.
 VAL = [0.9, 0.5, 0.6, 0.7, 0.8]
@@ -28,13 +28,20 @@ def _epoch(epoch: int) -> EpochMetrics:
     )
 
 
+def _train_epoch(book: EpochBook, metrics: EpochMetrics) -> bool:
+    """What the training loop does: add the epoch to the run's history, then the book judges."""
+    book.history.add(metrics)
+    return book.on_epoch()
+
+
 def test_the_validation_loss_chooses_the_best_epoch_and_spends_the_patience() -> None:
     study = optuna.create_study(pruner=PatienceOrPruner(patience=3))  # as `hpo create` makes
     book = EpochBook(trial=study.ask(), patience=3, max_epochs=len(VAL))
-    stops = [book.on_epoch(_epoch(epoch)) for epoch in range(1, len(VAL) + 1)]
+    stops = [_train_epoch(book, _epoch(epoch)) for epoch in range(1, len(VAL) + 1)]
     # Epoch 5 has the lowest test loss, but the validation loss has not fallen for 3 epochs.
     assert stops == [False, False, False, False, True]
     assert book.stop_reason == "patience" and book.best is not None and book.best.epoch == 2
-    attrs = book.user_attrs()
+    attrs = book.record().to_attrs()
     assert (attrs["best_epoch"], attrs["test_loss"], attrs["val_accuracy"]) == (2, TEST[1], 0.8)
-    assert book.curves["val_loss"] == VAL and book.curves["test_loss"] == TEST
+    curves = book.json_curves()
+    assert curves["val_loss"] == VAL and curves["test_loss"] == TEST

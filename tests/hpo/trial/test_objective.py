@@ -7,12 +7,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hpo.study.config import StudyConfig
+from hpo.record.config import StudyConfig
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.epoch_book import MEDIAN_WARMUP_EPOCHS, build_pruner
 from hpo.trial.objective import EpochBook, Objective
 from hpo.trial.writer import TrialWriter
-from model.train import EpochMetrics, Training
+from model.metrics import EpochMetrics
+from model.train import Training
 from storage.optuna_internals import sampler_view, trial_id
 
 
@@ -27,6 +28,12 @@ def _metrics(epoch: int, test_loss: float) -> EpochMetrics:
         learning_rate=0.01,
         seconds=0.1,
     )
+
+
+def _train_epoch(book: EpochBook, metrics: EpochMetrics) -> bool:
+    """What the training loop does: add the epoch to the run's history, then the book judges."""
+    book.history.add(metrics)
+    return book.on_epoch()
 
 
 @pytest.fixture(params=["background writer", "synchronous report"])
@@ -49,7 +56,7 @@ def _run_book(
     if writes == "background writer":
         book.writer = TrialWriter(book.trial.storage, trial_id(book.trial))
     for epoch, loss in enumerate(losses, start=1):
-        if book.on_epoch(_metrics(epoch, loss)):
+        if _train_epoch(book, _metrics(epoch, loss)):
             break
     if book.writer is not None:
         book.writer.close()
@@ -91,7 +98,7 @@ def test_max_epochs_ends_the_trial(writes) -> None:
 def test_non_finite_loss_stops_at_once_as_diverged(writes) -> None:
     book = _run_book([2.0, 1.5, math.nan, 1.0], patience=10, writes=writes)
     assert book.epochs_run == 3 and book.stop_reason == "diverged" and book.best.epoch == 2
-    attrs = book.user_attrs()
+    attrs = book.record().to_attrs()
     assert attrs["curves"]["test_loss"] == [2.0, 1.5, None]
 
 
@@ -105,7 +112,7 @@ def test_median_pruner_ends_hopeless_trials_as_pruned() -> None:
     book = EpochBook(trial=study.ask(), patience=10, max_epochs=100)
     book.writer = TrialWriter(book.trial.storage, trial_id(book.trial))
     for epoch in range(1, 20):
-        if book.on_epoch(_metrics(epoch, 5.0 - epoch * 0.01)):
+        if _train_epoch(book, _metrics(epoch, 5.0 - epoch * 0.01)):
             break
     # Optuna's MedianPruner may prune from step n_warmup_steps on.
     assert book.stop_reason == "pruned" and book.epochs_run == MEDIAN_WARMUP_EPOCHS
@@ -176,7 +183,7 @@ def test_out_of_memory_ends_the_trial_as_oom(monkeypatch) -> None:
 def test_progress_lines_only_on_a_terminal() -> None:
     import io
 
-    from hpo.results.progress import EpochProgress
+    from hpo.trial.progress import EpochProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -223,18 +230,20 @@ def test_patience_still_ends_trials_complete_under_hyperband(writes) -> None:
 def test_a_trial_failed_by_another_worker_in_its_last_epoch_is_left_to_it(tmp_path) -> None:
     """Its final attributes are refused (the trial is finished), nothing of it is written, and
     its checkpoint stays for the retry that the other worker queued."""
-    from hpo.errors import TakenOver
-    from hpo.study.recovery import lineage
+    from hpo.record.lineage import lineage
     from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
-    from storage import open_storage
+    from storage import open_storage, parse_storage_url
+    from storage.errors import TakenOver
 
     url = f"sqlite:///{tmp_path / 'taken.db'}"
     config = StudyConfig(sampler="grid", dataset="synthetic", subset=32, epochs=3, patience=3)
     data = load_data(config.data_spec)
     pipeline = device_pipeline(data, config.dataset, config.preset, torch.device("cpu"))
-    study = optuna.create_study(storage=open_storage(url, create=True), study_name="taken")
+    study = optuna.create_study(
+        storage=open_storage(parse_storage_url(url), create=True), study_name="taken"
+    )
     study.enqueue_trial({"learning_rate": 0.01, "batch_size": 64, "p_dropout": 0.5})
-    other_worker = open_storage(url)
+    other_worker = open_storage(parse_storage_url(url))
 
     def fail_it_in_the_last_epoch(number: int, metrics: EpochMetrics) -> None:
         if metrics.epoch == config.epochs:
@@ -249,9 +258,8 @@ def test_a_trial_failed_by_another_worker_in_its_last_epoch_is_left_to_it(tmp_pa
         checkpoints=checkpoints,
         progress=fail_it_in_the_last_epoch,
     )
-    with pytest.raises(TakenOver):
+    with pytest.raises(TakenOver):  # what the worker decides on (hpo.study.worker)
         objective(study.ask())
-    assert objective.last_trial_taken_over
     checkpoints.flush()
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL and "epochs_run" not in trial.user_attrs

@@ -12,8 +12,6 @@ from model.presets import DEFAULT_PRESET, PRESETS
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 CONFIG_ATTR = "hpo_config"  # study user attr holding `StudyConfig.to_dict()`
-MODEL_ATTR = "model_artifact"  # trial user attr: the artifact id of its kept best-epoch weights
-SEED_ATTR = "seed"  # trial user attr: a training seed other than the study's (hpo confirm)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,6 @@
 import optuna
 
-from hpo.study.search_space import BATCH_SIZES, grid_points, suggest
+from hpo.record.search_space import BATCH_SIZES, grid_points, suggest
 from model.hyperparams import Hyperparams
 
 
