@@ -106,13 +106,15 @@ def measure(url: str, finished: int, epochs: int, epoch_seconds: float) -> dict[
         bests = []  # ours: the copy of the weights that an epoch with a new best loss makes
         for epoch in range(1, epochs + 1):
             time.sleep(epoch_seconds)  # the epoch's training, during which a write can finish
+            if label == "ours":
+                book.history.add(_metrics(epoch))  # the training loop's, as in `Training.epochs`
             started = time.perf_counter()
             if label == "ours":  # in the order of hpo.trial.objective.Objective._train
                 run.keep_weights_as_best()  # as if every epoch were a new best
                 bests.append(time.perf_counter() - started)
                 checkpoints.save(name, trial.number, run.state)
                 saves.append(time.perf_counter() - started - bests[-1])
-                book.on_epoch(_metrics(epoch))
+                book.on_epoch()
             else:
                 optuna_defaults(trial, epoch, curves)
             costs.append(time.perf_counter() - started)
