@@ -57,17 +57,33 @@ class _Slot:
 
 
 THREADS_ENV = "OMP_NUM_THREADS"
+SLURM_CPUS_ENV = "SLURM_CPUS_PER_TASK"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use, not the whole machine's: its affinity mask (which a
+    scheduler's CPU binding, Slurm's task/affinity or a container's cpuset, narrows), and no more
+    than `SLURM_CPUS_PER_TASK` where Slurm gives the task its CPU count without binding it."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks on this platform
+        cpus = os.cpu_count() or 1
+    allotted = os.environ.get(SLURM_CPUS_ENV, "")
+    if allotted.isdigit() and int(allotted) > 0:
+        cpus = min(cpus, int(allotted))
+    return max(1, cpus)
 
 
 def threads_per_worker(workers: int, cpus: int | None = None) -> int:
-    """CPU threads for each of `workers` processes on this machine: its cores shared out.
+    """CPU threads for each of `workers` processes: the CPUs this job may use, shared out.
 
     Each worker's PyTorch would otherwise start one thread per core, and the threads of several
     workers, spinning as they wait for each other, slow them all: tests/test_confirm.py, with two
     CPU workers on 2 cores, took 44 s with a thread per core in each and 19 s with one thread
-    each. torchrun likewise starts each process with one thread.
+    each. torchrun likewise starts each process with one thread. On a shared node the whole
+    machine's count would give each job's workers threads on cores that other jobs were given.
     """
-    return max(1, (cpus or os.cpu_count() or 1) // workers)
+    return max(1, (cpus or usable_cpus()) // workers)
 
 
 def plan_slots(options: LaunchOptions) -> list[_Slot]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
 from hpo.errors import UsageError
-from hpo.study.launcher import LaunchOptions, launch, plan_slots, threads_per_worker
+from hpo.study.launcher import (
+    LaunchOptions,
+    launch,
+    plan_slots,
+    threads_per_worker,
+    usable_cpus,
+)
 from storage import parse_storage_url
 
 
@@ -71,9 +78,23 @@ def test_plan_pins_each_worker_to_its_gpu_and_refuses_many_on_sqlite() -> None:
 
 def test_workers_share_the_cores_unless_the_environment_says(monkeypatch) -> None:
     assert [threads_per_worker(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     expected = str(threads_per_worker(4))
     slots = plan_slots(_options(0, cpu_workers=2, gpus=("0",), per_gpu=2))
     assert [slot.env["OMP_NUM_THREADS"] for slot in slots] == [expected] * 4
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert {slot.env["OMP_NUM_THREADS"] for slot in plan_slots(_options(0))} == {"3"}
+
+
+def test_threads_come_from_the_cpus_the_job_was_given_not_the_whole_node(monkeypatch) -> None:
+    """A Slurm task with --cpus-per-task=2 on a 64-core node, bound (affinity) or not."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)))
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert usable_cpus() == 64
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")  # Slurm without CPU binding (task/none)
+    assert usable_cpus() == 2 and threads_per_worker(1) == 2 and threads_per_worker(4) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5})  # bound to one core
+    assert usable_cpus() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "not a number")
+    assert usable_cpus() == 1
