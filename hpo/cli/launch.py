@@ -18,7 +18,11 @@ TAKES_STORAGE, TAKES_STUDY = True, True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     per_gpu = default_of(LaunchOptions, "per_gpu")
-    parser.add_argument("--gpus", help="comma list of GPU indices, e.g. 0,1,2,3")
+    parser.add_argument(
+        "--gpus",
+        help="comma list of GPU indices, e.g. 0,1,2,3, counted among the GPUs this job was "
+        "given (an inherited CUDA_VISIBLE_DEVICES, as a scheduler sets it); default: all of them",
+    )
     parser.add_argument(
         "--per-gpu",
         type=positive_int,

@@ -86,18 +86,38 @@ def threads_per_worker(workers: int, cpus: int | None = None) -> int:
     return max(1, (cpus or usable_cpus()) // workers)
 
 
+VISIBLE_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def visible_device(index: str, inherited: str | None) -> str:
+    """What a worker on GPU `index` gets as CUDA_VISIBLE_DEVICES. Indices count the GPUs that
+    this process was given, as CUDA and torchrun count them: a Slurm task whose allocated GPUs
+    are `CUDA_VISIBLE_DEVICES=3,5` runs `--gpus 0,1` on GPUs 3 and 5, not on 0 and 1, which
+    are other jobs'. With nothing inherited, the index is the machine's own."""
+    if inherited is None:
+        return index
+    given = [device.strip() for device in inherited.split(",") if device.strip()]
+    if int(index) >= len(given):
+        raise UsageError(
+            f"--gpus {index}: this job was given {len(given)} GPU(s) "
+            f"({VISIBLE_ENV}={inherited!r}); indices count from 0 among them"
+        )
+    return given[int(index)]
+
+
 def plan_slots(options: LaunchOptions) -> list[_Slot]:
     base = {k: v for k, v in os.environ.items()}
     workers = len(options.gpus) * options.per_gpu + options.cpu_workers
     if workers > 0:  # what the user set in the environment wins
         base.setdefault(THREADS_ENV, str(threads_per_worker(workers)))
+    devices = {gpu: visible_device(gpu, base.get(VISIBLE_ENV)) for gpu in options.gpus}
     slots = [
-        _Slot(name=f"gpu{gpu}.{k}", env={**base, "CUDA_VISIBLE_DEVICES": gpu}, device="cuda")
+        _Slot(name=f"gpu{gpu}.{k}", env={**base, VISIBLE_ENV: devices[gpu]}, device="cuda")
         for gpu in options.gpus
         for k in range(options.per_gpu)
     ]
     slots += [
-        _Slot(name=f"cpu{k}", env={**base, "CUDA_VISIBLE_DEVICES": ""}, device="cpu")
+        _Slot(name=f"cpu{k}", env={**base, VISIBLE_ENV: ""}, device="cpu")
         for k in range(options.cpu_workers)
     ]
     if not slots:

@@ -79,6 +79,7 @@ def test_plan_pins_each_worker_to_its_gpu_and_refuses_many_on_sqlite() -> None:
 def test_workers_share_the_cores_unless_the_environment_says(monkeypatch) -> None:
     assert [threads_per_worker(n, cpus=16) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     expected = str(threads_per_worker(4))
     slots = plan_slots(_options(0, cpu_workers=2, gpus=("0",), per_gpu=2))
@@ -98,3 +99,20 @@ def test_threads_come_from_the_cpus_the_job_was_given_not_the_whole_node(monkeyp
     assert usable_cpus() == 1
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "not a number")
     assert usable_cpus() == 1
+
+
+def _devices(**changes) -> list[str]:
+    return [slot.env["CUDA_VISIBLE_DEVICES"] for slot in plan_slots(_options(0, **changes))]
+
+
+def test_gpu_indices_count_the_gpus_this_job_was_given(monkeypatch) -> None:
+    """Slurm without device cgroups exports the allocated GPUs; `--gpus 0,1` then means those
+    two, and a worker never lands on a GPU that another job holds."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert _devices(gpus=("0", "1"), per_gpu=2, cpu_workers=0) == ["3", "3", "5", "5"]
+    with pytest.raises(UsageError, match="given 2 GPU"):
+        _devices(gpus=("2",), cpu_workers=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-1a2b, MIG-3c4d")  # UUIDs pass through
+    assert _devices(gpus=("1",), per_gpu=1, cpu_workers=0) == ["MIG-3c4d"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert _devices(gpus=("2",), per_gpu=1, cpu_workers=0) == ["2"]
