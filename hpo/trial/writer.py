@@ -24,7 +24,6 @@ from collections.abc import Callable
 from optuna.storages import BaseStorage
 
 from hpo.record.trial_record import Curves, TrialRecord
-from storage import optuna_internals
 
 LIVE_CURVES_INTERVAL_S = 2.0
 
@@ -104,18 +103,17 @@ class TrialWriter:
 
     def _run(self) -> None:
         try:
-            # TakenOver when another worker has failed and requeued the trial: nothing more to
-            # write, and the training thread learns it at its next call.
-            with optuna_internals.taken_over_if_finished(self.trial_id):
-                while (job := self._next_job()) is not None:
-                    reports, curves = job
-                    for step, value in reports:
-                        self.storage.set_trial_intermediate_value(self.trial_id, step, value)
-                    if curves is not None:
-                        live = TrialRecord(curves=curves).to_attrs()
-                        for name, stored in live.items():
-                            self.storage.set_trial_user_attr(self.trial_id, name, stored)
-                        self.curves_written += 1
-                        self._next_curves = time.monotonic() + (self.curves_interval_s or 0.0)
-        except BaseException as error:  # raised in the training thread at its next call
+            while (job := self._next_job()) is not None:
+                reports, curves = job
+                for step, value in reports:
+                    self.storage.set_trial_intermediate_value(self.trial_id, step, value)
+                if curves is not None:
+                    live = TrialRecord(curves=curves).to_attrs()
+                    for name, stored in live.items():
+                        self.storage.set_trial_user_attr(self.trial_id, name, stored)
+                    self.curves_written += 1
+                    self._next_curves = time.monotonic() + (self.curves_interval_s or 0.0)
+        # Raised in the training thread at its next call; TakenOver (storage.resilient) when
+        # another worker has failed and requeued the trial: nothing more is written.
+        except BaseException as error:
             self._error = error

@@ -11,7 +11,6 @@ import pytest
 from hpo.trial.writer import TrialWriter
 from storage import open_storage, parse_storage_url
 from storage.errors import TakenOver
-from storage.optuna_internals import trial_id
 
 
 def _running_trial(tmp_path: Path) -> tuple[optuna.storages.BaseStorage, optuna.Study, int]:
@@ -47,11 +46,10 @@ def test_curves_are_throttled_and_the_newest_kept(tmp_path: Path) -> None:
     assert sorted(trial.intermediate_values) == [2, 3, 4, 5]
 
 
-def test_a_trial_finished_by_another_worker_stops_the_writes_quietly(capsys) -> None:
-    study = optuna.create_study()
-    trial = study.ask()
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. failed by a stale check
-    writer = TrialWriter(trial.storage, trial_id(trial), curves_interval_s=0.0)
+def test_a_trial_finished_by_another_worker_stops_the_writes_quietly(tmp_path, capsys) -> None:
+    storage, study, key = _running_trial(tmp_path)
+    study.tell(study.trials[0].number, state=optuna.trial.TrialState.FAIL)  # e.g. stale
+    writer = TrialWriter(storage, key, curves_interval_s=0.0)
     writer.report(1, 1.0)
     writer.close()
     with pytest.raises(TakenOver):  # once, in the training thread, which then stops the trial
