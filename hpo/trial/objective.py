@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import time
@@ -205,8 +206,6 @@ class Objective:
 def record_error(trial: optuna.Trial, error: BaseException) -> None:
     """Store the exception with the trial (type, message, the traceback's last lines), so that
     the failure can be read from the database, not only from one worker's output."""
-    try:
-        failed = TrialRecord(error=TrialError.of(error))
+    failed = TrialRecord(error=TrialError.of(error))
+    with contextlib.suppress(Exception):  # the database may be what failed; keep the real error
         optuna_internals.set_trial_attrs(trial, failed.to_attrs())
-    except Exception:  # the database may be what failed; keep the real error
-        pass
