@@ -85,6 +85,11 @@ class EpochHistory:
     def last(self) -> EpochMetrics | None:
         return self.epochs[-1] if self.epochs else None
 
+    @property
+    def epochs_run(self) -> int:
+        """The number of the last epoch; 0 before the first."""
+        return self.epochs[-1].epoch if self.epochs else 0
+
     def __len__(self) -> int:
         return len(self.epochs)
 

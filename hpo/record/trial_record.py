@@ -124,9 +124,8 @@ class TrialRecord:
             at_best["best_epoch"] = best.epoch
             if best.val_loss is not None:  # the value is then the validation loss
                 at_best.update(test_loss=best.test_loss, val_accuracy=best.val_accuracy)
-        last = history.last
         return cls(
-            epochs_run=last.epoch if last is not None else 0,
+            epochs_run=history.epochs_run,
             stop_reason=stop_reason,
             curves=curves_of(history),
             **at_best,
@@ -135,11 +134,7 @@ class TrialRecord:
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
         stored = trial.user_attrs
-        values: dict[str, Any] = {
-            f.name: stored[f.name]
-            for f in fields(cls)
-            if f.metadata.get("stored", True) and f.name in stored
-        }
+        values: dict[str, Any] = {name: stored[name] for name in _STORED if name in stored}
         if "error" in values:
             values["error"] = TrialError.from_attr(values["error"])
         if isinstance(values.get("speed"), list):
@@ -151,17 +146,15 @@ class TrialRecord:
     def to_attrs(self) -> dict[str, Any]:
         """The fields that are set, by their stored names, as JSON values."""
         attrs: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not f.metadata.get("stored", True) or value is None:
-                continue
-            if f.name == "curves" and not value:
+        for name in _STORED:
+            value = getattr(self, name)
+            if value is None or (name == "curves" and not value):
                 continue
             if isinstance(value, TrialError):
                 value = value.to_attr()
             elif isinstance(value, tuple):
                 value = list(value)
-            attrs[f.name] = value
+            attrs[name] = value
         return attrs
 
     @property
@@ -203,6 +196,11 @@ class TrialRecord:
             **self.shown_at_best(),
             "device": self.device,
         }
+
+
+# The fields stored as attributes, by name (every worker reads every trial's record after each
+# trial, so not recomputed per call).
+_STORED = tuple(f.name for f in fields(TrialRecord) if f.metadata.get("stored", True))
 
 
 def curves_of(history: Iterable[EpochMetrics]) -> Curves:

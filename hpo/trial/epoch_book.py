@@ -109,8 +109,7 @@ class EpochBook:
 
     @property
     def epochs_run(self) -> int:
-        last = self.history.last
-        return last.epoch if last is not None else 0
+        return self.history.epochs_run
 
     def on_epoch(self) -> bool:
         """Judge the epoch that the training loop has just added to the history; True stops
