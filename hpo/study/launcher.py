@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from hpo.errors import UsageError
+from hpo.study.allocation import (
+    VISIBLE_ENV,
+    CpuAllotment,
+    threads_per_worker,
+    usable_cpus,
+    visible_device,
+)
 from storage.urls import STORAGE_ENV, StorageURL
 
 DEFAULT_PER_GPU = 8  # the best throughput measured on one H200 (BENCHMARKS.md, benchmark 3)
@@ -49,6 +56,7 @@ class _Slot:
     name: str
     env: dict[str, str]
     device: str
+    placement: str  # for the launch line: the device and threads, and where they came from
     process: subprocess.Popen[str] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -57,67 +65,26 @@ class _Slot:
 
 
 THREADS_ENV = "OMP_NUM_THREADS"
-SLURM_CPUS_ENV = "SLURM_CPUS_PER_TASK"
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may use, not the whole machine's: its affinity mask (which a
-    scheduler's CPU binding, Slurm's task/affinity or a container's cpuset, narrows), and no more
-    than `SLURM_CPUS_PER_TASK` where Slurm gives the task its CPU count without binding it."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity masks on this platform
-        cpus = os.cpu_count() or 1
-    allotted = os.environ.get(SLURM_CPUS_ENV, "")
-    if allotted.isdigit() and int(allotted) > 0:
-        cpus = min(cpus, int(allotted))
-    return max(1, cpus)
-
-
-def threads_per_worker(workers: int, cpus: int | None = None) -> int:
-    """CPU threads for each of `workers` processes: the CPUs this job may use, shared out.
-
-    Each worker's PyTorch would otherwise start one thread per core, and the threads of several
-    workers, spinning as they wait for each other, slow them all: tests/test_confirm.py, with two
-    CPU workers on 2 cores, took 44 s with a thread per core in each and 19 s with one thread
-    each. torchrun likewise starts each process with one thread. On a shared node the whole
-    machine's count would give each job's workers threads on cores that other jobs were given.
-    """
-    return max(1, (cpus or usable_cpus()) // workers)
-
-
-VISIBLE_ENV = "CUDA_VISIBLE_DEVICES"
-
-
-def visible_device(index: str, inherited: str | None) -> str:
-    """What a worker on GPU `index` gets as CUDA_VISIBLE_DEVICES. Indices count the GPUs that
-    this process was given, as CUDA and torchrun count them: a Slurm task whose allocated GPUs
-    are `CUDA_VISIBLE_DEVICES=3,5` runs `--gpus 0,1` on GPUs 3 and 5, not on 0 and 1, which
-    are other jobs'. With nothing inherited, the index is the machine's own."""
-    if inherited is None:
-        return index
-    given = [device.strip() for device in inherited.split(",") if device.strip()]
-    if int(index) >= len(given):
-        raise UsageError(
-            f"--gpus {index}: this job was given {len(given)} GPU(s) "
-            f"({VISIBLE_ENV}={inherited!r}); indices count from 0 among them"
-        )
-    return given[int(index)]
-
-
-def plan_slots(options: LaunchOptions) -> list[_Slot]:
+def plan_slots(options: LaunchOptions, cpus: CpuAllotment | None = None) -> list[_Slot]:
     base = {k: v for k, v in os.environ.items()}
     workers = len(options.gpus) * options.per_gpu + options.cpu_workers
-    if workers > 0:  # what the user set in the environment wins
-        base.setdefault(THREADS_ENV, str(threads_per_worker(workers)))
-    devices = {gpu: visible_device(gpu, base.get(VISIBLE_ENV)) for gpu in options.gpus}
+    inherited = base.get(VISIBLE_ENV)
+    devices = {gpu: visible_device(gpu, inherited) for gpu in options.gpus}
     slots = [
-        _Slot(name=f"gpu{gpu}.{k}", env={**base, VISIBLE_ENV: devices[gpu]}, device="cuda")
+        _Slot(
+            name=f"gpu{gpu}.{k}",
+            env={**base, VISIBLE_ENV: devices[gpu]},
+            device="cuda",
+            placement=f"{VISIBLE_ENV}={devices[gpu]}"
+            + (f" (GPU {gpu} of the job's {VISIBLE_ENV}={inherited})" if inherited else ""),
+        )
         for gpu in options.gpus
         for k in range(options.per_gpu)
     ]
     slots += [
-        _Slot(name=f"cpu{k}", env={**base, VISIBLE_ENV: ""}, device="cpu")
+        _Slot(name=f"cpu{k}", env={**base, VISIBLE_ENV: ""}, device="cpu", placement="CPU")
         for k in range(options.cpu_workers)
     ]
     if not slots:
@@ -127,6 +94,16 @@ def plan_slots(options: LaunchOptions) -> list[_Slot]:
             f"{len(slots)} workers on SQLite: it serves one worker at a time; use PostgreSQL or "
             "MySQL (--storage postgresql+psycopg://…) for several"
         )
+    if THREADS_ENV in base:  # what the user set in the environment wins
+        threads_note = f"{THREADS_ENV}={base[THREADS_ENV]}, as set"
+    else:
+        cpus = cpus or usable_cpus()
+        threads = threads_per_worker(workers, cpus.count)
+        for slot in slots:
+            slot.env[THREADS_ENV] = str(threads)
+        threads_note = f"{cpus} shared by {workers} worker{'s' if workers > 1 else ''}"
+    for slot in slots:
+        slot.placement += f", {slot.env[THREADS_ENV]} CPU threads ({threads_note})"
     return slots
 
 
@@ -147,8 +124,9 @@ def launch(options: LaunchOptions, say: Callable[[str], None] = print) -> int:
     emit(
         f"[launch] {len(slots)} workers for study {options.study_name!r}: "
         + ", ".join(slot.name for slot in slots)
-        + f" ({slots[0].env[THREADS_ENV]} CPU threads each)"
     )
+    for slot in slots:
+        emit(f"[launch] {slot.name}: {slot.placement}")
     try:
         return _supervise(slots, options, stopping, emit)
     finally:
