@@ -31,6 +31,7 @@ from storage.urls import StorageURL
 
 LOCK_NAME = "hpo-create"
 WAIT_S = 600  # a creation takes seconds; waiting longer means something is wrong
+MYSQL_WAIT_STEP_S = 20
 HOLD_S = 300  # PostgreSQL: the longest the lock's transaction may idle (a frozen creator)
 
 
@@ -67,13 +68,20 @@ def _acquire(connection: sqlalchemy.Connection, url: StorageURL) -> None:
     if url.dialect == "postgresql":
         _acquire_postgres(connection, url)
         return  # held until the transaction ends
-    got = connection.execute(
-        sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
-        {"name": _mysql_name(url), "wait": WAIT_S},
-    ).scalar()
-    if got != 1:
-        raise _held_too_long(url)
-    connection.commit()  # the lock is the session's; no transaction stays open while held
+    # Waits of at most MYSQL_WAIT_STEP_S each: a longer one would outlast the socket's read
+    # timeout (storage.urls.socket_timeouts), which is what notices a silent network.
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        step = max(1, min(MYSQL_WAIT_STEP_S, round(deadline - time.monotonic())))
+        got = connection.execute(
+            sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
+            {"name": _mysql_name(url), "wait": step},
+        ).scalar()
+        connection.commit()  # the lock is the session's; no transaction stays open while held
+        if got == 1:
+            return
+        if time.monotonic() >= deadline:
+            raise _held_too_long(url)
 
 
 def _acquire_postgres(connection: sqlalchemy.Connection, url: StorageURL) -> None:

@@ -14,7 +14,7 @@ from storage.errors import StorageError
 from storage.resilient import ResilientRDBStorage
 from storage.retries import reason, with_retries
 from storage.session_limits import DEFAULT_IDLE_TRANSACTION_S, limit_sessions
-from storage.urls import StorageURL
+from storage.urls import DEFAULT_NETWORK_TIMEOUT_S, StorageURL
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 T = TypeVar("T")
@@ -28,6 +28,7 @@ def open_storage(
     grace_period: int | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
     outage_s: float = 0.0,
+    network_timeout_s: float | None = None,
 ) -> ResilientRDBStorage:
     """Open the study database at `url`.
 
@@ -36,7 +37,9 @@ def open_storage(
     when missing (the SQLite file's folder must exist). Storage calls wait up to `outage_s`
     seconds for an unavailable database to come back (`storage.resilient`; a worker's
     `--outage`), and so does the opening while the server has no connection slot free; the
-    commands that are not workers fail at once.
+    commands that are not workers fail at once. A silent network (a node cut off) turns into an
+    error within about `network_timeout_s` (default: the grace period, else
+    storage.urls.DEFAULT_NETWORK_TIMEOUT_S), which is then an outage like any other.
     """
     check_sqlite_file(url, create)
 
@@ -46,6 +49,7 @@ def open_storage(
         opened = ResilientRDBStorage(
             url,
             outage_s=outage_s,
+            network_timeout_s=network_timeout_s or grace_period or DEFAULT_NETWORK_TIMEOUT_S,
             # Optuna's own check holds a transaction open while it takes a second connection and
             # reads its migration scripts: behind a pooler in transaction mode, workers starting
             # together each pinned a server connection that way, waiting for another, until the

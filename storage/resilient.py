@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from storage.errors import TakenOver
 from storage.optuna_internals import PRIVATE_STORAGE_READS, taken_over_if_finished
 from storage.retries import WaitsOutOutages
-from storage.urls import StorageURL
+from storage.urls import DEFAULT_NETWORK_TIMEOUT_S, StorageURL
 
 # Methods a worker calls; creation-time writes (enqueueing a study's grid) are not retried, so a
 # lost acknowledgement can never enqueue a point twice.
@@ -54,9 +54,19 @@ _TRIAL_WRITES = (
 
 
 class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
-    def __init__(self, url: StorageURL, *, outage_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: StorageURL,
+        *,
+        outage_s: float,
+        network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
-            url.secret(), outage_s=outage_s, engine_kwargs=url.engine_kwargs(), **kwargs
+            url.secret(),
+            outage_s=outage_s,
+            engine_kwargs=url.engine_kwargs(network_timeout_s),
+            **kwargs,
         )
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from storage.errors import StorageError
 DEFAULT_STORAGE = "sqlite:///hpo.db"
 STORAGE_ENV = "HPO_STORAGE"
 CONNECT_TIMEOUT_S = 10
+# How long a command that is not a worker waits on a silent network before it says so; a worker
+# waits its heartbeat grace period (`--grace`).
+DEFAULT_NETWORK_TIMEOUT_S = 60.0
 SQLITE_BUSY_TIMEOUT_S = 60
 
 _DRIVER_HINTS = {
@@ -50,7 +54,7 @@ class StorageURL:
         """The URL with its password, for the engine only."""
         return self.url.render_as_string(hide_password=False)
 
-    def engine_kwargs(self) -> dict[str, Any]:
+    def engine_kwargs(self, network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S) -> dict[str, Any]:
         """Engine settings per dialect.
 
         SQLite: a long busy timeout, since workers and the dashboard share one file. PostgreSQL:
@@ -59,14 +63,50 @@ class StorageURL:
         unreachable host fails in seconds. psycopg 3: no server-side prepared statements, which
         a pooler in transaction mode (PgBouncer) would send to a server connection that never
         prepared them; our queries are too few and too cheap to plan for that to cost anything.
+        Servers: `network_timeout_s` bounds every wait on a silent network (`socket_timeouts`).
         """
         if self.is_sqlite:
             return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        kwargs["connect_args"] = socket_timeouts(self.dialect, network_timeout_s)
         if self.url.get_driver_name() == "psycopg":
             kwargs["connect_args"]["prepare_threshold"] = None
         return kwargs
+
+
+def socket_timeouts(dialect: str, network_timeout_s: float) -> dict[str, int]:
+    """Client-side limits that turn a silent network (a node cut off, packets dropped with no
+    error to either side) into a connection error within about `network_timeout_s`, which the
+    outage path then handles (storage.retries). Without them a read blocks until the kernel
+    gives up: ≈15 minutes of retransmissions, or 2 hours of keepalive when only the replies are
+    lost. The server's own keepalives (storage.session_limits) free its side, not ours.
+
+    PostgreSQL (libpq's parameters, which psycopg passes on): `tcp_user_timeout` ends a
+    connection whose sent data stays unacknowledged for half the limit (a request into the
+    void), and
+    keepalive probes, which a live server's kernel answers even while a query or a lock wait
+    runs, end one whose replies stopped coming (idle + count × interval ≈ 5/6 of the limit).
+    MySQL (PyMySQL): read and write timeouts on the socket. A read there waits for the query's
+    answer, so it must outlast the longest wait the server may make it do: a row lock, bounded
+    at twice the grace (`innodb_lock_wait_timeout`, storage.session_limits).
+    """
+    seconds = max(3, math.ceil(network_timeout_s))
+    # A reconnection is part of noticing too (SQLAlchemy's pre-ping reconnects silently).
+    connect = {"connect_timeout": min(CONNECT_TIMEOUT_S, max(2, seconds // 2))}
+    if dialect == "postgresql":
+        return {
+            **connect,
+            "keepalives": 1,
+            "keepalives_idle": max(1, seconds // 3),
+            "keepalives_interval": max(1, seconds // 6),
+            "keepalives_count": 3,
+            # Half the limit: a lost connection is noticed in one half, and the reconnection
+            # attempt (whose unanswered SYNs the same timeout ends) fails in the other.
+            "tcp_user_timeout": seconds * 500,  # milliseconds
+        }
+    if dialect == "mysql":
+        return {**connect, "read_timeout": 2 * seconds + 2, "write_timeout": seconds}
+    return connect
 
 
 def resolve_storage_url(given: str | None) -> str:

@@ -21,6 +21,21 @@ def test_engine_settings_per_dialect() -> None:
     assert parse_storage_url("mysql+pymysql://u@h/db").engine_kwargs()["pool_pre_ping"] is True
 
 
+def test_a_silent_network_is_bounded_by_the_grace_period() -> None:
+    """The client's own socket limits, derived from the worker's grace period (60 s here);
+    tests/test_partition.py cuts a worker's network for real."""
+    pg = parse_storage_url("postgresql+psycopg://u@h/db").engine_kwargs(60)["connect_args"]
+    assert pg["keepalives"] == 1 and pg["tcp_user_timeout"] == 30_000
+    # Probes start and end within the grace period: idle + count × interval.
+    assert pg["keepalives_idle"] + pg["keepalives_count"] * pg["keepalives_interval"] <= 60
+    mysql = parse_storage_url("mysql+pymysql://u@h/db").engine_kwargs(60)["connect_args"]
+    # A read waits for the answer: longer than the longest lock wait the server may impose.
+    assert mysql["read_timeout"] > 2 * 60 and mysql["write_timeout"] == 60
+    assert pg["connect_timeout"] == mysql["connect_timeout"] == 10
+    tight = parse_storage_url("postgresql+psycopg://u@h/db").engine_kwargs(4)["connect_args"]
+    assert tight["connect_timeout"] == 2 and tight["tcp_user_timeout"] == 2_000
+
+
 def test_passwords_never_appear_in_messages() -> None:
     url = parse_storage_url("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
     assert "hunter2" not in url.render()
