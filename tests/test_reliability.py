@@ -112,6 +112,8 @@ def test_a_second_worker_on_sqlite_is_refused(tmp_path: Path, sqlite_url: str) -
 
 
 ONE_TRIAL = ("--sampler", "tpe", "--n-trials", "1", "--subset", "128", "--epochs", "10")
+# Trials of about half a minute here, neither stopped early nor pruned.
+LONG_TRIALS = ("--subset", "128", "--epochs", "200", "--patience", "200", "--pruner", "none")
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +326,46 @@ def test_launcher_passes_sigterm_on_and_trials_are_handed_back(
     assert len(study.get_trials(states=(TrialState.WAITING,))) >= 128 - len(
         study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     )
+
+
+def test_a_dead_worker_s_trial_is_queued_again_while_every_other_worker_is_busy(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Worker B is mid-trial (long trials) when worker A is killed: B's watch thread fails A's
+    trial and queues it again after about the grace period plus a heartbeat, without waiting
+    for its own trial to end."""
+    create(postgres_url, "busy", tmp_path, "--sampler", "tpe", "--n-trials", "2", *LONG_TRIALS)
+    first = start_worker(postgres_url, "busy", tmp_path)
+    second = start_worker(postgres_url, "busy", tmp_path)
+    try:
+        study = optuna.load_study(study_name="busy", storage=postgres_url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both trials running, both past their first epoch
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            if len(running) == 2 and all(len(t.intermediate_values) >= 1 for t in running):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the two workers never both ran a trial")
+        os.kill(first.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        first.wait()
+        while time.monotonic() < killed_at + 60:
+            trials = study.get_trials()
+            if any(t.state == TrialState.WAITING for t in trials):
+                queued_after = time.monotonic() - killed_at
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the dead worker's trial was never queued again")
+        still_running = [t.number for t in trials if t.state == TrialState.RUNNING]
+        print(
+            f"dead worker's trial queued again {queued_after:.1f} s after SIGKILL (heartbeat 1 s, "
+            f"grace 3 s) while the other worker was still in trial {still_running}"
+        )
+        assert len(still_running) == 1 and queued_after < 3 + 1 + 3
+    finally:
+        for worker in (first, second):
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()

@@ -15,6 +15,8 @@ that exists already is not made twice, so the call can wait out a database outag
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 
 import optuna
@@ -25,6 +27,7 @@ from storage import optuna_internals
 from storage.errors import TakenOver
 from storage.retries import with_retries
 
+_log = logging.getLogger("hpo.worker")
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 
 RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -101,3 +104,35 @@ def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float
 
 def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
     return optuna_internals.orphaned_trial_ids(storage, optuna_internals.study_id(study), grace_s)
+
+
+class StaleTrialWatch:
+    """Looks for dead workers' trials every `interval_s` seconds in a thread of its own, while
+    this worker trains: otherwise a dead node's trial waits until some worker finishes its own
+    trial, minutes past the grace period with CIFAR-length trials and every worker busy. Each
+    look is two indexed queries (Optuna's stale heartbeats, and trials that never had one).
+    An error in a look (the database away) is left to the next one; the worker's own calls
+    report outages."""
+
+    def __init__(self, check: Callable[[], None], interval_s: float) -> None:
+        self._check = check
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stale-trial-watch", daemon=True)
+
+    def __enter__(self) -> StaleTrialWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        # A look in progress ends within the storage's bounds (socket limits, outage wait); the
+        # thread is a daemon, so a worker never waits past this for it.
+        self._thread.join(timeout=self._interval_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._check()
+            except Exception as error:  # any failure: the next look tries again
+                _log.debug("stale-trial look failed: %s", error)

@@ -31,7 +31,13 @@ from hpo.errors import UsageError
 from hpo.record.ranking import best_of
 from hpo.record.summary import describe_trial
 from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study
-from hpo.study.recovery import queued_again, requeue, retry_callback, retry_dead_trials
+from hpo.study.recovery import (
+    StaleTrialWatch,
+    queued_again,
+    requeue,
+    retry_callback,
+    retry_dead_trials,
+)
 from hpo.trial.preemption import Preempted, Preemption
 from storage import StorageURL, open_storage, optuna_internals
 from storage.errors import TakenOver
@@ -122,6 +128,12 @@ class _Worker:
 
     def run(self, preemption: Preemption) -> WorkerSummary:
         objective, checkpoints = self._start(preemption)
+        with StaleTrialWatch(self.retry_dead_trials, self.options.heartbeat_s):
+            return self._loop(objective, checkpoints, preemption)
+
+    def _loop(
+        self, objective: Objective, checkpoints: AsyncCheckpoints, preemption: Preemption
+    ) -> WorkerSummary:
         started = time.perf_counter()
         while self.options.max_trials is None or self.states.total() < self.options.max_trials:
             if self._run_one(objective, checkpoints):
