@@ -56,6 +56,7 @@ __all__ = [
     "stale_trial_ids",
     "study_id",
     "suggest_fixed",
+    "take_waiting_trial",
     "taken_over_if_finished",
     "trial_id",
     "with_intermediate_values",
@@ -68,6 +69,7 @@ PRIVATE_STORAGE_READS = ("_get_trials", "_get_best_trial_id", "_get_stale_trial_
 T = TypeVar("T")
 _FIXED_PARAMS_ATTR = "fixed_params"  # what `enqueue_trial` stores in a queued trial
 _ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where `optuna.artifacts.upload_artifact` lists a file
+TAKEN_BY_ATTR = "hpo:taken_by"  # which worker took a queued trial (system attribute)
 
 
 @contextmanager
@@ -183,6 +185,33 @@ def _write_attrs(
         ):
             for key, value in attrs.items():
                 storage._set_trial_attr_without_commit(session, table, trial_id, key, value)
+
+
+def take_waiting_trial(storage: RDBStorage, trial_id: int, taker: str) -> bool:
+    """WAITING → RUNNING, as `RDBStorage.set_trial_state_values(RUNNING)` does (under the row's
+    lock, with the start time), and in the same transaction the system attribute TAKEN_BY_ATTR =
+    `taker`. True when the trial is the taker's now: taken by this call, or found RUNNING under
+    the taker's own mark, which is an earlier attempt that committed but whose reply was lost
+    (a retried call then knows its own success, where Optuna's answers False and the trial
+    would stay RUNNING with no one running it). False for a trial that another took or that is
+    finished."""
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        if trial.state == TrialState.RUNNING:
+            mark = (
+                session.query(models.TrialSystemAttributeModel.value_json)
+                .filter_by(trial_id=trial_id, key=TAKEN_BY_ATTR)
+                .scalar()
+            )
+            return mark is not None and json.loads(mark) == taker
+        if trial.state != TrialState.WAITING:
+            return False
+        trial.state = TrialState.RUNNING
+        trial.datetime_start = datetime.datetime.now()  # local time, as Optuna writes it
+        storage._set_trial_attr_without_commit(
+            session, models.TrialSystemAttributeModel, trial_id, TAKEN_BY_ATTR, taker
+        )
+    return True
 
 
 def suggest_fixed(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

@@ -6,12 +6,17 @@ the first such error and a trial's report fails. Here each call is retried with 
 `outage_s` seconds (a constructor argument; 0 for the commands that are not workers);
 `pool_pre_ping` (storage.urls) replaces the dead connections. A retried write whose first attempt
 did commit is harmless for every call the worker makes (upserts), except a state change, which is
-accepted when the trial already holds the state it was being given.
+accepted when the trial already holds the state it was being given, and taking a queued trial,
+which marks the trial with this process's name so that a retry recognizes its own earlier commit
+(storage.optuna_internals.take_waiting_trial).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +24,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from storage.errors import TakenOver
-from storage.optuna_internals import PRIVATE_STORAGE_READS, taken_over_if_finished
+from storage.optuna_internals import (
+    PRIVATE_STORAGE_READS,
+    take_waiting_trial,
+    taken_over_if_finished,
+)
 from storage.retries import WaitsOutOutages
 from storage.urls import DEFAULT_NETWORK_TIMEOUT_S, StorageURL
 
@@ -68,8 +77,15 @@ class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
             engine_kwargs=url.engine_kwargs(network_timeout_s),
             **kwargs,
         )
+        # Who this process is, in the trials it takes (TAKEN_BY_ATTR): the host and process that
+        # ran a trial, and how a retried pop knows its own earlier commit.
+        self.taker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        if state == TrialState.RUNNING and values is None:  # a queue pop (`Study.ask`)
+            return self.retried(
+                lambda: take_waiting_trial(self, trial_id, self.taker), "take a queued trial"
+            )
         first = True
 
         def attempt() -> bool:

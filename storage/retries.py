@@ -20,7 +20,10 @@ T = TypeVar("T")
 
 DEFAULT_OUTAGE_S = 600.0  # how long a worker waits for an unavailable database (`--outage`)
 
-_TRANSIENT = (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+# The DB-API's classes for "the database, or the way to it, is not available now" (PEP 249:
+# OperationalError, "not necessarily under the control of the programmer"; InterfaceError, the
+# driver's connection broke), as SQLAlchemy wraps them.
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 # PostgreSQL's "terminating connection due to idle-in-transaction timeout" (storage.session_limits)
 # is an InternalError by its SQL state; the next attempt runs on a new connection.
 _ENDED_SESSION_STATES = {"25P03"}
@@ -28,7 +31,10 @@ _ENDED_SESSION_STATES = {"25P03"}
 
 def is_transient(error: BaseException) -> bool:
     """Whether `error` may pass: the database was unreachable, restarting, full, or ended our
-    session; not a constraint violation or a bad query."""
+    session; not invalid data, a constraint violation or a bad query, which fail at once.
+    Judged by the driver's error underneath: Optuna wraps every database error of its sessions
+    in `StorageInternalError`, a too-long value (DataError) as much as a lost connection."""
+    error = _underlying(error)
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -37,10 +43,15 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, _TRANSIENT)
 
 
-def reason(error: BaseException) -> str:
-    """The database's own words, first line only: "too many clients already", not a traceback."""
+def _underlying(error: BaseException) -> BaseException:
     while isinstance(error, StorageInternalError) and error.__cause__ is not None:
         error = error.__cause__
+    return error
+
+
+def reason(error: BaseException) -> str:
+    """The database's own words, first line only: "too many clients already", not a traceback."""
+    error = _underlying(error)
     detail = str(getattr(error, "orig", None) or error).strip().splitlines()
     return detail[0] if detail else type(error).__name__
 

@@ -19,15 +19,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import selectors
 import shutil
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
+
+from tests.relay import Relay
 
 CLONE_NEWNET = 0x40000000
 Direction = Literal["both", "replies", "requests"]
@@ -62,7 +61,7 @@ class NetworkNode:
     node_side: str
     host_address: str
     node_address: str
-    _relays: list[_Relay] = field(default_factory=list)
+    _relays: list[Relay] = field(default_factory=list)
     _cut: set[str] = field(default_factory=set)
 
     @classmethod
@@ -100,7 +99,7 @@ class NetworkNode:
 
     def relay_to(self, port: int) -> tuple[str, int]:
         """Forward a port of the host-side address to 127.0.0.1:`port`; the address to use."""
-        relay = _Relay(self.host_address, port)
+        relay = Relay(self.host_address, port)
         self._relays.append(relay)
         return self.host_address, relay.port
 
@@ -141,59 +140,3 @@ def enter(name: str) -> None:
     with open(f"/run/netns/{name}") as handle:
         if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns into {name}")
-
-
-class _Relay:
-    """A TCP relay on the host: each connection to (address, port) is joined to one of its own
-    to 127.0.0.1:`target`, and bytes are copied both ways until either side closes."""
-
-    def __init__(self, address: str, target: int) -> None:
-        self.target = target
-        self.listener = socket.create_server((address, 0))
-        self.port = self.listener.getsockname()[1]
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, None)
-        self.closing = False
-        self.thread = threading.Thread(target=self._serve, name="relay", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.closing:
-            for key, _ in self.selector.select(timeout=0.2):
-                if key.data is None:
-                    self._accept()
-                else:
-                    self._copy(key.fileobj, key.data)  # type: ignore[arg-type]
-
-    def _accept(self) -> None:
-        client, _ = self.listener.accept()
-        try:
-            server = socket.create_connection(("127.0.0.1", self.target))
-        except OSError:
-            client.close()
-            return
-        self.selector.register(client, selectors.EVENT_READ, server)
-        self.selector.register(server, selectors.EVENT_READ, client)
-
-    def _copy(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            data = source.recv(65536)
-        except OSError:
-            data = b""
-        if data:
-            with contextlib.suppress(OSError):
-                # A short blocking send: the node's side may be cut, its window full.
-                sink.settimeout(30)
-                sink.sendall(data)
-                return
-        for end in (source, sink):
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(end)
-            end.close()
-
-    def close(self) -> None:
-        self.closing = True
-        self.thread.join(timeout=5)
-        for key in list(self.selector.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-        self.selector.close()
