@@ -1,0 +1,319 @@
+"""`hpo` under a real Slurm: a private cluster of several `slurmd` nodes on this machine
+(tests.slurm), the shipped batch script (examples/slurm/grid.sbatch) as a user submits it, and
+one PostgreSQL study per scenario. The jobs train on the CPU: the cluster's GPUs are device files
+for the scheduler to hand out (each task gets its CUDA_VISIBLE_DEVICES), which nothing opens.
+
+Scenarios, all on one cluster: an array job runs the grid exactly once; `scancel` of a task
+mid-trial hands its trial back for another task to resume; `scontrol requeue` runs the task again
+and it picks the study back up; the time limit's early SIGTERM (`--signal`) hands the trial back
+before Slurm kills the task; a node that dies (its slurmd and its job's processes SIGKILLed) has
+its trial resumed elsewhere after the grace period. RELIABILITY.md records a run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from tests import slurm
+from tests.helpers import REPO, assert_grid_exactly_once
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+SCRIPT = str(REPO / "examples" / "slurm" / "grid.sbatch")
+HEARTBEAT_S, GRACE_S = 1, 4
+WORKER = f"--heartbeat {HEARTBEAT_S} --grace {GRACE_S} --poll 0.5"
+GRID = "--sampler grid --dataset synthetic --subset 10 --epochs 3 --patience 1 --preset momentum"
+# Trials long enough to be interrupted mid-way, neither stopped early nor pruned.
+LONG = "--dataset synthetic --subset 64 --epochs 40 --patience 40 --pruner none --sampler tpe"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm.SlurmCluster]:
+    why_not = slurm.available()
+    if why_not is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why_not} (CI=true: the Slurm tests must run)")
+        pytest.skip(why_not)
+    with slurm.SlurmCluster.start(tmp_path_factory.mktemp("slurm"), nodes=4, cpus=2) as started:
+        yield started
+
+
+@dataclass
+class Submission:
+    """One scenario's study and the jobs submitted for it."""
+
+    cluster: slurm.SlurmCluster
+    url: str
+    study: str
+    folder: Path
+
+    def submit(self, *options: str, create: str = LONG, launch: str = "--cpu 1") -> str:
+        environment = {
+            "HPO_STORAGE": self.url,
+            "HPO_STUDY": self.study,
+            "HPO_CHECKPOINT_DIR": str(self.folder / "checkpoints"),
+            "HPO_CREATE_ARGS": create,
+            "HPO_LAUNCH_ARGS": f"{launch} {WORKER}",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        job_environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        return self.cluster.sbatch(
+            SCRIPT,
+            f"--output={self.folder}/job-%A_%a.out",
+            f"--chdir={REPO}",
+            *options,
+            env={**job_environment, **environment},
+        )
+
+    def trials(self) -> list[FrozenTrial]:
+        """The study's trials; none before a task of the job has created it."""
+        try:
+            return optuna.load_study(study_name=self.study, storage=self.url).trials
+        except KeyError:
+            return []
+
+    def running_past(self, epoch: int, count: int = 1, timeout: float = 180) -> list[FrozenTrial]:
+        """Wait until `count` trials run, each past `epoch` epochs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [t for t in self.trials() if t.state == TrialState.RUNNING]
+            if len(running) >= count and all(len(t.intermediate_values) >= epoch for t in running):
+                return running
+            time.sleep(0.2)
+        raise AssertionError(f"{self.study}: no {count} trials past epoch {epoch}\n{self.output()}")
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.folder.glob("job-*.out")))
+
+
+def _scenario(cluster: slurm.SlurmCluster, url: str, tmp_path: Path, name: str) -> Submission:
+    folder = tmp_path / name
+    folder.mkdir()
+    return Submission(cluster=cluster, url=url, study=name, folder=folder)
+
+
+def test_an_array_job_runs_the_grid_exactly_once_with_the_cores_it_was_given(
+    cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    array = _scenario(cluster, postgres_url, tmp_path, "array")
+    started = time.monotonic()
+    job = array.submit("--array=0-2", "--cpus-per-task=1", create=GRID)
+    states = cluster.wait(job, "COMPLETED", "FAILED", timeout=240)
+    took = time.monotonic() - started
+    out = array.output()
+    assert set(states.values()) == {"COMPLETED"}, out
+    assert_grid_exactly_once(postgres_url, preset="momentum", study_name="array")
+    # The launch line of a task given one core and one GPU: the threads come from Slurm's count.
+    assert "1 CPU threads (1 CPU (SLURM_CPUS_PER_TASK=1) shared by 1 worker)" in out, out
+    print(f"array job of 3 tasks: the 16-point grid exactly once in {took:.0f} s")
+
+
+def test_each_task_s_workers_get_the_gpu_slurm_gave_that_task(
+    cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    """Two tasks on one node of two GPUs: Slurm gives one GPU 0 and the other GPU 1, and
+    `hpo launch --gpus 0` puts each task's worker on its own (the workers then stop: this
+    machine has no CUDA)."""
+    gpus = _scenario(cluster, postgres_url, tmp_path, "gpus")
+    job = gpus.submit(
+        "--array=0-1",
+        "--cpus-per-task=1",
+        "--nodelist=n1",
+        create=GRID,
+        launch="--gpus 0 --per-gpu 1 --max-restarts 0",
+    )
+    cluster.wait(job, "COMPLETED", "FAILED", timeout=120)
+    out = gpus.output()
+    placed = {
+        line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
+        for line in out.splitlines()
+        if "[launch] gpu0.0: CUDA_VISIBLE_DEVICES=" in line
+    }
+    assert placed == {"0", "1"}, out
+    for device in placed:
+        assert f"(GPU 0 of the job's CUDA_VISIBLE_DEVICES={device})" in out, out
+
+
+def _handed_back(submission: Submission, timeout: float = 120) -> float:
+    """Wait until a trial of the study is FAIL (its worker handed it back, or another failed
+    it as stale); when."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(t.state == TrialState.FAIL for t in submission.trials()):
+            return time.monotonic()
+        time.sleep(0.1)
+    raise AssertionError(f"{submission.study}: no trial handed back\n{submission.output()}")
+
+
+def _resumed(submission: Submission, completed: int) -> list[int]:
+    """Every trial of the budget finished once; the epochs each retry resumed from."""
+    trials = submission.trials()
+    # A retry may end PRUNED: a learning rate that diverges stops as "diverged".
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == completed, [(t.number, t.state.name) for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return [
+        t.user_attrs.get("resumed_from_epoch", 0)
+        for t in done
+        if t.user_attrs.get("resumed_from_epoch")
+    ]
+
+
+def _scancel(cluster: slurm.SlurmCluster, sub: Submission) -> str:
+    job = sub.submit("--array=0-1", "--cpus-per-task=1", create=f"{LONG} --n-trials 2")
+    sub.running_past(3, count=2)
+    cluster.run("scancel", f"{job}_0")
+    cancelled = time.monotonic()
+    handed_back = _handed_back(sub) - cancelled
+    states = cluster.wait(job, "COMPLETED", "CANCELLED", "FAILED", timeout=300)
+    assert states == {f"{job}_0": "CANCELLED", f"{job}_1": "COMPLETED"}, sub.output()
+    resumed = _resumed(sub, completed=2)
+    assert resumed and min(resumed) >= 2, sub.output()
+    return (
+        f"scancel of a task mid-trial: trial handed back {handed_back:.1f} s after scancel, "
+        f"resumed from epoch {resumed[0]} by the other task"
+    )
+
+
+def _requeue(cluster: slurm.SlurmCluster, sub: Submission) -> str:
+    job = sub.submit("--array=0", "--cpus-per-task=1", create=f"{LONG} --n-trials 1")
+    sub.running_past(3)
+    cluster.run("scontrol", "requeue", f"{job}_0")
+    requeued = time.monotonic()
+    handed_back = _handed_back(sub) - requeued
+    # Slurm holds a requeued job back (reason BeginTime, 120 s after the requeue here); the
+    # test does not wait that out: it moves the start to now, as an admin can.
+    reason, begins = _pending(cluster, f"{job}_0")
+    held_s = (datetime.datetime.fromisoformat(begins) - datetime.datetime.now()).total_seconds()
+    cluster.run("scontrol", "update", f"JobId={job}_0", "StartTime=now")
+    deadline = time.monotonic() + 180
+    restarted = None
+    while time.monotonic() < deadline and restarted is None:
+        running = [t for t in sub.trials() if t.state == TrialState.RUNNING]
+        restarted = time.monotonic() - requeued if running else None
+        time.sleep(0.2)
+    states = cluster.wait(job, "COMPLETED", "FAILED", timeout=300)
+    assert set(states.values()) == {"COMPLETED"}, sub.output()
+    resumed = _resumed(sub, completed=1)
+    assert resumed and resumed[0] >= 2, sub.output()
+    return (
+        f"scontrol requeue mid-trial: handed back {handed_back:.1f} s after; Slurm held the "
+        f"requeued task ({reason}, {held_s:.0f} s more), and once released it ran the trial "
+        f"again {restarted:.0f} s after the requeue and resumed it from epoch {resumed[0]}"
+    )
+
+
+def _pending(cluster: slurm.SlurmCluster, task: str, timeout: float = 30) -> tuple[str, str]:
+    """A pending task's reason and expected start, once Slurm has requeued it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = cluster.run("squeue", "-h", "-j", task, "-o", "%T %r %S").split()
+        if fields and fields[0] == "PENDING":
+            return fields[1], fields[2]
+        time.sleep(0.2)
+    raise AssertionError(f"{task} never pending again")
+
+
+def _time_limit(cluster: slurm.SlurmCluster, sub: Submission) -> str:
+    """A 2-minute limit and SIGTERM 60 s before it. slurmctld looks at time limits every 30 s
+    and sends the warning at the first look within 30 s of the warning time: 30 to 60 s in."""
+    long_trial = LONG.replace("--epochs 40 --patience 40", "--epochs 1000 --patience 1000")
+    job = sub.submit(
+        "--array=0",
+        "--cpus-per-task=1",
+        "--time=2",
+        "--signal=B:TERM@60",
+        create=f"{long_trial} --n-trials 1",
+    )
+    submitted = time.monotonic()
+    handed_back = _handed_back(sub, timeout=150) - submitted
+    states = cluster.wait(job, "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", timeout=150)
+    out = sub.output()
+    assert "SIGTERM: stopping" in out and "handed back" in out, out
+    trials = sub.trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING], out
+    epochs = len(trials[0].intermediate_values)
+    assert epochs >= 1, out
+    checkpoints = list((sub.folder / "checkpoints").rglob("*.pt"))
+    assert checkpoints, "the handed-back trial left no checkpoint to resume from"
+    return (
+        f"time limit 2 min with --signal=B:TERM@60: trial handed back {handed_back:.0f} s after "
+        f"submission, after {epochs} epochs, checkpointed and queued again, before the limit; "
+        f"the task ended {states[f'{job}_0']} (hpo launch exits 143 on SIGTERM)"
+    )
+
+
+def _dead_node(cluster: slurm.SlurmCluster, sub: Submission) -> str:
+    # Two CPUs a task: one task per node.
+    job = sub.submit("--array=0-1", "--cpus-per-task=2", create=f"{LONG} --n-trials 2")
+    sub.running_past(3, count=2)
+    node = cluster.run("squeue", "-h", "-j", f"{job}_0", "-o", "%N").strip()
+    job_id = cluster.run("squeue", "-h", "-j", f"{job}_0", "-o", "%A").strip()
+    cluster.kill_node(node, job_id)
+    killed = time.monotonic()
+    taken_over = _handed_back(sub) - killed
+    # The study ends on the surviving task. Slurm requeues the dead node's task too (after
+    # SlurmdTimeout, then held 120 s like any requeued job), which would find nothing left.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        trials = sub.trials()
+        if len(trials) == 3 and all(t.state.is_finished() for t in trials):
+            break
+        time.sleep(0.5)
+    finished = time.monotonic() - killed
+    states = cluster.job_states(job)
+    cluster.run("scancel", job)
+    resumed = _resumed(sub, completed=2)
+    assert resumed and min(resumed) >= 2, sub.output()
+    return (
+        f"node {node} dead (slurmd and its job SIGKILLed): its trial failed as stale "
+        f"{taken_over:.1f} s after (grace {GRACE_S} s), resumed from epoch {resumed[0]} by the "
+        f"other task, study done {finished:.0f} s after the kill; Slurm's view then: {states}"
+    )
+
+
+def test_scancel_requeue_time_limit_and_a_dead_node_lose_nothing(
+    cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    """The four interruptions at once, each on its own study (the dead node's first: its
+    tasks want a node each)."""
+    import threading
+
+    scenarios = {
+        "dead_node": _dead_node,
+        "scancel": _scancel,
+        "requeue": _requeue,
+        "time_limit": _time_limit,
+    }
+    results: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
+
+    def play(name: str) -> None:
+        began = time.monotonic()
+        try:
+            submission = _scenario(cluster, postgres_url, tmp_path, name)
+            results[name] = scenarios[name](cluster, submission)
+            results[name] += f" [scenario: {time.monotonic() - began:.0f} s]"
+        except BaseException as error:
+            errors[name] = error
+
+    threads = []
+    for name in scenarios:
+        threads.append(threading.Thread(target=play, args=(name,)))
+        threads[-1].start()
+        time.sleep(1 if name == "dead_node" else 0)
+    for thread in threads:
+        thread.join(timeout=600)
+    for name, line in results.items():
+        print(f"{name}: {line}")
+    assert not errors, errors
