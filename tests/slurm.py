@@ -208,10 +208,11 @@ class SlurmCluster:
         return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
 
     def sbatch(self, script: str, *options: str, env: dict[str, str] | None = None) -> str:
-        """Submit `script`; its job id. `env`: the job's environment on top of the cluster's."""
+        """Submit `script`; its job id. `env`: the environment it is submitted from (sbatch
+        passes it on to the job), instead of this process's."""
         result = subprocess.run(
             [_command("sbatch"), "--parsable", *options, script],
-            env={**self.env, **(env or {})},
+            env={**(os.environ if env is None else env), "SLURM_CONF": self.env["SLURM_CONF"]},
             capture_output=True,
             text=True,
             timeout=60,

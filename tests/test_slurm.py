@@ -3,7 +3,7 @@
 one PostgreSQL study per scenario. The jobs train on the CPU: the cluster's GPUs are device files
 for the scheduler to hand out (each task gets its CUDA_VISIBLE_DEVICES), which nothing opens.
 
-Scenarios, all on one cluster: an array job runs the grid exactly once; `scancel` of a task
+Scenarios, all at once on one cluster: an array job runs the grid exactly once; `scancel` of a task
 mid-trial hands its trial back for another task to resume; `scontrol requeue` runs the task again
 and it picks the study back up; the time limit's early SIGTERM (`--signal`) hands the trial back
 before Slurm kills the task; a node that dies (its slurmd and its job's processes SIGKILLed) has
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ HEARTBEAT_S, GRACE_S = 1, 4
 WORKER = f"--heartbeat {HEARTBEAT_S} --grace {GRACE_S} --poll 0.5"
 GRID = "--sampler grid --dataset synthetic --subset 10 --epochs 3 --patience 1 --preset momentum"
 # Trials long enough to be interrupted mid-way, neither stopped early nor pruned.
-LONG = "--dataset synthetic --subset 64 --epochs 40 --patience 40 --pruner none --sampler tpe"
+LONG = "--dataset synthetic --subset 32 --epochs 25 --patience 25 --pruner none --sampler tpe"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm.SlurmClu
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why_not} (CI=true: the Slurm tests must run)")
         pytest.skip(why_not)
-    with slurm.SlurmCluster.start(tmp_path_factory.mktemp("slurm"), nodes=4, cpus=2) as started:
+    # Seven nodes of 2 CPUs: room for every scenario's tasks at once.
+    with slurm.SlurmCluster.start(tmp_path_factory.mktemp("slurm"), nodes=7, cpus=2) as started:
         yield started
 
 
@@ -102,38 +104,32 @@ def _scenario(cluster: slurm.SlurmCluster, url: str, tmp_path: Path, name: str) 
     return Submission(cluster=cluster, url=url, study=name, folder=folder)
 
 
-def test_an_array_job_runs_the_grid_exactly_once_with_the_cores_it_was_given(
-    cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
-) -> None:
-    array = _scenario(cluster, postgres_url, tmp_path, "array")
+def _array(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     started = time.monotonic()
-    job = array.submit("--array=0-2", "--cpus-per-task=1", create=GRID)
+    job = sub.submit("--array=0-2", "--cpus-per-task=1", create=GRID)
     states = cluster.wait(job, "COMPLETED", "FAILED", timeout=240)
     took = time.monotonic() - started
-    out = array.output()
+    out = sub.output()
     assert set(states.values()) == {"COMPLETED"}, out
-    assert_grid_exactly_once(postgres_url, preset="momentum", study_name="array")
+    assert_grid_exactly_once(sub.url, preset="momentum", study_name=sub.study)
     # The launch line of a task given one core and one GPU: the threads come from Slurm's count.
     assert "1 CPU threads (1 CPU (SLURM_CPUS_PER_TASK=1) shared by 1 worker)" in out, out
-    print(f"array job of 3 tasks: the 16-point grid exactly once in {took:.0f} s")
+    return f"array job of 3 tasks: the 16-point grid exactly once in {took:.0f} s"
 
 
-def test_each_task_s_workers_get_the_gpu_slurm_gave_that_task(
-    cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
-) -> None:
+def _gpus(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     """Two tasks on one node of two GPUs: Slurm gives one GPU 0 and the other GPU 1, and
     `hpo launch --gpus 0` puts each task's worker on its own (the workers then stop: this
     machine has no CUDA)."""
-    gpus = _scenario(cluster, postgres_url, tmp_path, "gpus")
-    job = gpus.submit(
+    job = sub.submit(
         "--array=0-1",
         "--cpus-per-task=1",
-        "--nodelist=n1",
+        f"--nodelist={cluster.nodes[-1]}",
         create=GRID,
         launch="--gpus 0 --per-gpu 1 --max-restarts 0",
     )
     cluster.wait(job, "COMPLETED", "FAILED", timeout=120)
-    out = gpus.output()
+    out = sub.output()
     placed = {
         line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
         for line in out.splitlines()
@@ -142,6 +138,7 @@ def test_each_task_s_workers_get_the_gpu_slurm_gave_that_task(
     assert placed == {"0", "1"}, out
     for device in placed:
         assert f"(GPU 0 of the job's CUDA_VISIBLE_DEVICES={device})" in out, out
+    return f"two tasks on one node: their workers on CUDA_VISIBLE_DEVICES {sorted(placed)}"
 
 
 def _handed_back(submission: Submission, timeout: float = 120) -> float:
@@ -227,7 +224,7 @@ def _pending(cluster: slurm.SlurmCluster, task: str, timeout: float = 30) -> tup
 def _time_limit(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     """A 2-minute limit and SIGTERM 60 s before it. slurmctld looks at time limits every 30 s
     and sends the warning at the first look within 30 s of the warning time: 30 to 60 s in."""
-    long_trial = LONG.replace("--epochs 40 --patience 40", "--epochs 1000 --patience 1000")
+    long_trial = LONG.replace("--epochs 25 --patience 25", "--epochs 1000 --patience 1000")
     job = sub.submit(
         "--array=0",
         "--cpus-per-task=1",
@@ -282,15 +279,15 @@ def _dead_node(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     )
 
 
-def test_scancel_requeue_time_limit_and_a_dead_node_lose_nothing(
+def test_slurm_jobs_run_the_study_once_on_what_they_were_given_and_lose_nothing(
     cluster: slurm.SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    """The four interruptions at once, each on its own study (the dead node's first: its
-    tasks want a node each)."""
-    import threading
-
+    """Every scenario at once, each on its own study: the dead node's first (its tasks want a
+    node each and take the first two), then the GPU one (on the last node), then the rest."""
     scenarios = {
         "dead_node": _dead_node,
+        "gpus": _gpus,
+        "array": _array,
         "scancel": _scancel,
         "requeue": _requeue,
         "time_limit": _time_limit,
@@ -311,7 +308,7 @@ def test_scancel_requeue_time_limit_and_a_dead_node_lose_nothing(
     for name in scenarios:
         threads.append(threading.Thread(target=play, args=(name,)))
         threads[-1].start()
-        time.sleep(1 if name == "dead_node" else 0)
+        time.sleep(1 if name in ("dead_node", "gpus") else 0)
     for thread in threads:
         thread.join(timeout=600)
     for name, line in results.items():

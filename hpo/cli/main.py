@@ -99,4 +99,9 @@ def _quiet_libraries() -> None:
     # warnings would only repeat it.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # When the network goes, SQLAlchemy's pool also fails to roll back the connection it is
+    # handed back and logs that with a traceback; the connection is then dropped and replaced,
+    # and the storage's own line ("database unavailable during …") has already said what
+    # happened (tests/test_partition.py).
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
