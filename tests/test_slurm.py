@@ -57,6 +57,7 @@ class Submission:
     url: str
     study: str
     folder: Path
+    _storage: optuna.storages.RDBStorage | None = None
 
     def submit(self, *options: str, create: str = LONG, launch: str = "--cpu 1") -> str:
         environment = {
@@ -78,9 +79,13 @@ class Submission:
         )
 
     def trials(self) -> list[FrozenTrial]:
-        """The study's trials; none before a task of the job has created it."""
+        """The study's trials; none before a task of the job has created it. Read through one
+        storage (one connection pool): a new one per look would hold connections of the
+        server, which every test shares, until they were collected."""
+        if self._storage is None:
+            self._storage = optuna.storages.RDBStorage(self.url)
         try:
-            return optuna.load_study(study_name=self.study, storage=self.url).trials
+            return optuna.load_study(study_name=self.study, storage=self._storage).trials
         except KeyError:
             return []
 
