@@ -34,7 +34,7 @@ HEARTBEAT_S, GRACE_S = 1, 4
 WORKER = f"--heartbeat {HEARTBEAT_S} --grace {GRACE_S} --poll 0.5"
 GRID = "--sampler grid --dataset synthetic --subset 10 --epochs 3 --patience 1 --preset momentum"
 # Trials long enough to be interrupted mid-way, neither stopped early nor pruned.
-LONG = "--dataset synthetic --subset 32 --epochs 25 --patience 25 --pruner none --sampler tpe"
+LONG = "--dataset synthetic --subset 64 --epochs 40 --patience 40 --pruner none --sampler tpe"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ class Submission:
         except KeyError:
             return []
 
-    def running_past(self, epoch: int, count: int = 1, timeout: float = 180) -> list[FrozenTrial]:
+    def running_past(self, epoch: int, count: int = 1, timeout: float = 120) -> list[FrozenTrial]:
         """Wait until `count` trials run, each past `epoch` epochs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -229,7 +229,7 @@ def _pending(cluster: slurm.SlurmCluster, task: str, timeout: float = 30) -> tup
 def _time_limit(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     """A 2-minute limit and SIGTERM 60 s before it. slurmctld looks at time limits every 30 s
     and sends the warning at the first look within 30 s of the warning time: 30 to 60 s in."""
-    long_trial = LONG.replace("--epochs 25 --patience 25", "--epochs 1000 --patience 1000")
+    long_trial = LONG.replace("--epochs 40 --patience 40", "--epochs 1000 --patience 1000")
     job = sub.submit(
         "--array=0",
         "--cpus-per-task=1",
