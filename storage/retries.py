@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy
@@ -33,14 +33,28 @@ def is_transient(error: BaseException) -> bool:
     """Whether `error` may pass: the database was unreachable, restarting, full, or ended our
     session; not invalid data, a constraint violation or a bad query, which fail at once.
     Judged by the driver's error underneath: Optuna wraps every database error of its sessions
-    in `StorageInternalError`, a too-long value (DataError) as much as a lost connection."""
-    error = _underlying(error)
-    if isinstance(error, sqlalchemy.exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if getattr(error.orig, "sqlstate", None) in _ENDED_SESSION_STATES:
-            return True
-    return isinstance(error, _TRANSIENT)
+    in `StorageInternalError`, a too-long value (DataError) as much as a lost connection, and a
+    session whose connection broke mid-transaction answers the next statement with SQLAlchemy's
+    PendingRollbackError, whose context is the connection error (the next attempt runs in a
+    new session)."""
+    for cause in _chain(error):
+        if isinstance(cause, sqlalchemy.exc.DBAPIError):
+            if cause.connection_invalidated:
+                return True
+            if getattr(cause.orig, "sqlstate", None) in _ENDED_SESSION_STATES:
+                return True
+            return isinstance(cause, _TRANSIENT)
+    return False
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it was raised from or while handling, nearest first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _underlying(error: BaseException) -> BaseException:

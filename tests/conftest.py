@@ -109,15 +109,14 @@ def server_database(request: pytest.FixtureRequest) -> Database:
     return Database(kind=request.param, url=request.getfixturevalue(_FIXTURE_OF[request.param]))
 
 
-# The files that take longest on 2 cores (`--durations`: the demo, the Slurm cluster, the fault
-# tests, the partitions, the pooled and frozen workers, Chromium), started first: the two test
-# processes take a file at a time, and the quick files then fill in at the end instead of one
-# process finishing a long file alone.
+# The files that take longest on 2 cores (`--durations`: the demo, the fault tests, the pooled and
+# frozen workers, Chromium), started first: the two test processes take a file at a time, and the
+# quick files then fill in at the end instead of one process finishing a long file alone. (The
+# Slurm and partition files first too made a run slower on CPU-B, 10 min 14 s against 8 min 30 s:
+# their workers competed with the demo's for the 2 cores.)
 LONGEST_FIRST = (
     "test_end_to_end.py",
-    "test_slurm.py",
     "test_reliability.py",
-    "test_partition.py",
     "test_hung_node.py",
     "test_pooling.py",
     "test_browser.py",

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 import sqlalchemy
+from optuna.exceptions import StorageInternalError
 
 from storage import open_storage
 from storage.errors import StorageError
@@ -120,3 +121,22 @@ def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:
     with pytest.raises(StorageError, match="cannot use database"):
         open_storage(parse_storage_url("postgresql+psycopg://hpo@127.0.0.1:1/hpo"), outage_s=600)
     assert slept == []
+
+
+def test_a_session_left_broken_by_a_lost_connection_is_retried() -> None:
+    """What Optuna raises on the statement after a connection broke mid-transaction: its
+    wrapper, from SQLAlchemy's PendingRollbackError, raised while handling the connection error
+    (seen on MariaDB when the server ended a session that idled past the grace period)."""
+    lost = _dbapi_error(sqlalchemy.exc.OperationalError, "server has gone away", None)
+    try:
+        try:
+            raise lost
+        except sqlalchemy.exc.OperationalError:
+            raise sqlalchemy.exc.PendingRollbackError("Can't reconnect until rolled back")  # noqa: B904
+    except sqlalchemy.exc.PendingRollbackError as pending:
+        wrapped = StorageInternalError("An exception is raised during the commit.")
+        wrapped.__cause__ = pending
+    assert is_transient(wrapped)
+    data = StorageInternalError("An exception is raised during the commit.")
+    data.__cause__ = _dbapi_error(sqlalchemy.exc.DataError, "value too long", "22001")
+    assert not is_transient(data)
