@@ -201,3 +201,13 @@ def test_the_cli_starts_without_importing_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert result.stdout.strip() == "False"
+
+
+def test_report_without_study_names_the_studies_when_there_are_several(
+    existing: str, capsys
+) -> None:
+    create = ["create", "--storage", existing, "--study", "t", "--sampler", "tpe"]
+    assert main([*create, "--n-trials", "2", "--dataset", "synthetic", "--subset", "40"]) == 0
+    capsys.readouterr()
+    several = "give --study: the database holds 2 (studies: s, t)"
+    _expect_usage_error(capsys, ["report", "--storage", existing], several)

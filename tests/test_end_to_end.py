@@ -41,6 +41,9 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     assert export["dataset"] == "digits" and export["preset"] == "batchnorm"
     assert export["test_accuracy"] >= 0.95
     assert f"epoch={export['epoch']}" in result.stdout
+    # Where to look next: the status, the page of figures, the live dashboard, the weights.
+    last = result.stdout.strip().splitlines()[-1]
+    assert all(f"hpo {c}" in last for c in ("status", "report", "dashboard", "export")), last
     check_export_against_study(export, f"sqlite:///{tmp_path / 'hpo.db'}")
     print(f"demo: {seconds:.1f} s, best test accuracy {100 * export['test_accuracy']:.1f}%")
 

@@ -102,7 +102,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> dict[s
         f"accuracy {100 * export['test_accuracy']:.1f}%"
     )
     say(
-        f"wrote {options.out}; see the study with: hpo status --study {name}; its winner's "
+        f"wrote {options.out}; see the study with: hpo status --study {name}; its page of "
+        f"figures: hpo report --study {name}; live in a browser: hpo dashboard; its winner's "
         f"weights: hpo export --study {name} --model best.pt"
     )
     return export

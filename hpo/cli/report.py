@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--study",
         action="append",
-        required=True,
-        help="study name; give it several times to compare studies on one page",
+        help="study name; give it several times to compare studies on one page (default: the "
+        "database's one study, when it holds one)",
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
@@ -28,11 +28,13 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.results.comparison import build_comparison
     from hpo.results.export import write_text
     from hpo.results.report import build_report
+    from hpo.study.queue import only_study_name
     from storage import open_storage
 
     started = time.perf_counter()
     storage = open_storage(storage_url)
-    names = list(dict.fromkeys(args.study))  # each once, in the order given
+    # Each once, in the order given.
+    names = list(dict.fromkeys(args.study or [only_study_name(storage)]))
     page = build_report(storage, names[0]) if len(names) == 1 else build_comparison(storage, names)
     write_text(args.output, page)
     print(

@@ -95,12 +95,21 @@ def _best_table(export: dict[str, Any] | None) -> str:
     if export is None:
         return "<p>No completed trial yet.</p>"
     rows = [
-        [key, f"{100 * value:.2f}%" if key == "test_accuracy" else value]
+        [key, _shown(key, value)]
         for key, value in export.items()
         # Drawn in the best trial's figure, and shown in the confirmation's section, below.
         if key not in ("test_loss_curve", "confirmation")
     ]
     return table_html(["", "value"], rows, row_id="best")
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A value of the export as a reader wants it: accuracy in %, the fast paths by name."""
+    if key == "test_accuracy":
+        return f"{100 * value:.2f}%"
+    if key == "speed":
+        return ", ".join(value) or "none (plain fp32)"
+    return value
 
 
 def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:

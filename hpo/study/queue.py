@@ -151,6 +151,15 @@ def stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> S
     return StudyConfig.from_dict(stored)
 
 
+def only_study_name(storage: RDBStorage) -> str:
+    """The database's one study, for a command given no --study; a UsageError naming them when
+    it holds none or several."""
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if len(names) != 1:
+        raise UsageError(f"give --study: the database holds {len(names)}{_known_names(storage)}")
+    return names[0]
+
+
 def _known_names(storage: RDBStorage) -> str:
     names = sorted(s.study_name for s in storage.get_all_studies())
     return f" (studies: {', '.join(names)})" if names else " (it holds no studies)"

@@ -229,6 +229,12 @@ def test_report_matches_the_study_and_needs_no_network(digits_study, tmp_path, c
     assert float(best["learning_rate"]) == pytest.approx(exported["learning_rate"], rel=1e-3)
     assert float(best["test_loss"]) == pytest.approx(exported["test_loss"], rel=1e-3)
     assert best["test_accuracy"] == f"{100 * exported['test_accuracy']:.2f}%"
+    # The fast paths by name, never a bare "[]".
+    assert best["speed"] == (", ".join(exported["speed"]) or "none (plain fp32)")
+    # With one study in the database, --study may be left out.
+    alone = tmp_path / "alone.html"
+    assert main(["report", "--storage", url, "-o", str(alone)]) == 0
+    assert dict(table_rows(alone.read_text(), "best")) == best
     # The top trials: every completed trial, best first, each row that trial's numbers.
     complete = sorted(
         (t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, t.number)
