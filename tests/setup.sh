@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: set up what the tests need, then lint and run the whole suite.
+# What the tests need, set up: the first step of the README's test command,
 #
-#   bash tests/run.sh            # any pytest arguments pass on: bash tests/run.sh -k slurm -n 0
+#   bash tests/setup.sh && .venv/bin/ruff check . && .venv/bin/lint-imports && .venv/bin/python -m pytest
 #
 # Run as root on Debian (as CI does), it installs the Debian packages that some tests drive for
 # real: Chromium (browser tests), PgBouncer (pooling), Slurm and munge (a private cluster),
@@ -27,12 +27,12 @@ done
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "tests/run.sh: installing Debian packages: ${missing[*]}"
+    echo "tests/setup.sh: installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
       || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
   else
-    echo "tests/run.sh: not root (or no apt-get): these will skip (and fail under CI=true):"
+    echo "tests/setup.sh: not root (or no apt-get): these will skip (and fail under CI=true):"
     for entry in "${packages[@]}"; do
       IFS=: read -r package file tests <<<"$entry"
       [ -e "$file" ] || echo "  $tests: needs Debian's $package"
@@ -40,12 +40,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 if [ "$(id -u)" != 0 ]; then
-  echo "tests/run.sh: not root: tests/test_slurm.py and tests/test_partition.py will skip" \
+  echo "tests/setup.sh: not root: tests/test_slurm.py and tests/test_partition.py will skip" \
     "(they start Slurm's daemons and make network namespaces)"
 fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
-.venv/bin/ruff check .
-.venv/bin/lint-imports
-exec .venv/bin/python -m pytest "$@"
