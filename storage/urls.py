@@ -83,9 +83,9 @@ def socket_timeouts(dialect: str, network_timeout_s: float) -> dict[str, int]:
 
     PostgreSQL (libpq's parameters, which psycopg passes on): `tcp_user_timeout` ends a
     connection whose sent data stays unacknowledged for half the limit (a request into the
-    void), and
-    keepalive probes, which a live server's kernel answers even while a query or a lock wait
-    runs, end one whose replies stopped coming (idle + count × interval ≈ 5/6 of the limit).
+    void), and keepalive probes, which a live server's kernel answers even while a query or a
+    lock wait runs, end one whose replies stopped coming (idle + count × interval ≈ 5/6 of the
+    limit).
     MySQL (PyMySQL): read and write timeouts on the socket. A read there waits for the query's
     answer, so it must outlast the longest wait the server may make it do: a row lock, bounded
     at twice the grace (`innodb_lock_wait_timeout`, storage.session_limits).

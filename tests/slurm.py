@@ -21,7 +21,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "scontrol", "squeue", "scancel")
@@ -64,7 +64,8 @@ class SlurmCluster:
     folder: Path
     nodes: list[str]
     env: dict[str, str]  # what client commands need (SLURM_CONF)
-    daemons: list[subprocess.Popen[bytes]]
+    daemons: list[subprocess.Popen[bytes]]  # every daemon started, in order
+    slurmd: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # by node name
 
     @classmethod
     @contextlib.contextmanager
@@ -139,7 +140,8 @@ class SlurmCluster:
             cluster._start_munge(munge_socket)
             daemons.append(cluster._daemon("slurmctld", "-D", "-i", "-f", str(conf)))
             for name in names:
-                daemons.append(cluster._daemon("slurmd", "-D", "-N", name, "-f", str(conf)))
+                cluster.slurmd[name] = cluster._daemon("slurmd", "-D", "-N", name, "-f", str(conf))
+                daemons.append(cluster.slurmd[name])
             cluster._wait_for_nodes()
             yield cluster
         finally:
@@ -246,8 +248,7 @@ class SlurmCluster:
     def kill_node(self, node: str, job_id: str) -> None:
         """The node dies: its slurmd, and every process of job `job_id` (slurmstepd and the
         job's own), SIGKILLed, with no chance to say anything."""
-        slurmd = self.daemons[1 + self.nodes.index(node) + 1]  # munged, slurmctld, then nodes
-        os.kill(slurmd.pid, signal.SIGKILL)
+        os.kill(self.slurmd[node].pid, signal.SIGKILL)
         for pid in job_process_ids(f"SLURM_JOB_ID={job_id}\0") + stepd_ids(job_id):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -272,7 +272,7 @@ def _cut_when_reached(scenario: Scenario, stop: threading.Event) -> None:
 
 def _step(scenario: Scenario, engine: sqlalchemy.Engine, now: float) -> None:
     if scenario.cut_at is None:
-        if scenario.cut_off.process.poll() is not None and scenario.cut_at is None:
+        if scenario.cut_off.process.poll() is not None:
             raise AssertionError(
                 f"{scenario.moment.label}: exited before the moment:\n{scenario.cut_off.text()}"
             )

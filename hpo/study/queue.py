@@ -154,12 +154,19 @@ def stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> S
 def only_study_name(storage: RDBStorage) -> str:
     """The database's one study, for a command given no --study; a UsageError naming them when
     it holds none or several."""
-    names = sorted(s.study_name for s in storage.get_all_studies())
+    names = _study_names(storage)
     if len(names) != 1:
-        raise UsageError(f"give --study: the database holds {len(names)}{_known_names(storage)}")
+        raise UsageError(f"give --study: the database holds {len(names)}{_listed(names)}")
     return names[0]
 
 
 def _known_names(storage: RDBStorage) -> str:
-    names = sorted(s.study_name for s in storage.get_all_studies())
+    return _listed(_study_names(storage))
+
+
+def _study_names(storage: RDBStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def _listed(names: list[str]) -> str:
     return f" (studies: {', '.join(names)})" if names else " (it holds no studies)"
