@@ -16,6 +16,9 @@ from storage.errors import StorageError
 DEFAULT_STORAGE = "sqlite:///hpo.db"
 STORAGE_ENV = "HPO_STORAGE"
 CONNECT_TIMEOUT_S = 10
+# A connection made on a loaded machine can take seconds (seen: over 2 s with 16 workers on 2
+# cores), so a short grace period does not shorten the connect timeout below this.
+MIN_CONNECT_TIMEOUT_S = 5
 # How long a command that is not a worker waits on a silent network before it says so; a worker
 # waits its heartbeat grace period (`--grace`).
 DEFAULT_NETWORK_TIMEOUT_S = 60.0
@@ -92,7 +95,7 @@ def socket_timeouts(dialect: str, network_timeout_s: float) -> dict[str, int]:
     """
     seconds = max(3, math.ceil(network_timeout_s))
     # A reconnection is part of noticing too (SQLAlchemy's pre-ping reconnects silently).
-    connect = {"connect_timeout": min(CONNECT_TIMEOUT_S, max(2, seconds // 2))}
+    connect = {"connect_timeout": min(CONNECT_TIMEOUT_S, max(MIN_CONNECT_TIMEOUT_S, seconds // 2))}
     if dialect == "postgresql":
         return {
             **connect,
