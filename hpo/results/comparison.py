@@ -22,6 +22,7 @@ from hpo.record.config import StudyConfig
 from hpo.record.summary import format_params
 from hpo.record.trial_record import TrialRecord
 from hpo.results.page import figure_html, html_page, section, table_html
+from hpo.results.ticks import integer_axis
 from hpo.study.queue import best_trial, load_config
 
 WITHIN = 0.01  # "reached the best": within 1% of the lowest loss of all the studies
@@ -158,8 +159,11 @@ def _spending_figure(spent: dict[str, Spending], loss_name: str) -> go.Figure:
             line_shape="hv",
             name=name,
         )
+    spent_most = max((study.epochs[-1] for study in spent.values() if study.epochs), default=1)
     figure.update_layout(
-        xaxis_title="training epochs spent (all finished trials)",
+        xaxis=dict(
+            title="training epochs spent (all finished trials)", **integer_axis(0, spent_most)
+        ),
         yaxis_title=f"best {loss_name} loss so far",
         yaxis_type="log",
     )

@@ -11,11 +11,13 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
+from hpo.results.ticks import integer_ticks, nice_ticks
+
 WIDTH, HEIGHT = 760, 310
 PANEL_WIDTH = 300
 TOP, BOTTOM = 62, 260  # plot area's vertical extent
 LEFTS = (60, 445)  # each panel's plot-area left edge
-TRAIN_COLOUR, TEST_COLOUR = "#1f77b4", "#ff7f0e"
+TRAIN_COLOUR, TEST_COLOUR, BEST_COLOUR = "#1f77b4", "#ff7f0e", "#555555"
 
 Curve = Sequence[float | None]
 
@@ -45,17 +47,20 @@ def learning_curves_svg(
         ("test", f"stroke='{TEST_COLOUR}' stroke-width='2'"),
     ]
     if best_epoch is not None:
-        legend.append(("best", "stroke='#555' stroke-dasharray='4 3'"))
+        legend.append(("best epoch", f"stroke='{BEST_COLOUR}' stroke-dasharray='4 3'"))
+    # The classes name each part (legend entry, plot area, curve, tick, title) for the browser
+    # test that checks the figure as drawn.
     legend_svg = "".join(
-        f"<line x1='{x}' y1='44' x2='{x + 24}' y2='44' {stroke}/>"
-        f"<text x='{x + 30}' y='48'>{text}</text>"
-        for x, (text, stroke) in zip(range(WIDTH - 250, WIDTH, 80), legend, strict=False)
+        f"<g class='legend-entry'><line x1='{x}' y1='44' x2='{x + 24}' y2='44' {stroke}/>"
+        f"<text x='{x + 30}' y='48'>{text}</text></g>"
+        for x, (text, stroke) in zip(range(WIDTH - 290, WIDTH, 90), legend, strict=False)
     )
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{HEIGHT}' "
+        f"<svg xmlns='http://www.w3.org/2000/svg' class='learning-curves' width='{WIDTH}' "
+        f"height='{HEIGHT}' "
         f"viewBox='0 0 {WIDTH} {HEIGHT}' font-family='sans-serif' font-size='12'>"
         f"<rect width='{WIDTH}' height='{HEIGHT}' fill='white'/>"
-        f"<text x='10' y='22' font-size='14'>{html.escape(title)}</text>"
+        f"<text class='title' x='10' y='22' font-size='14'>{html.escape(title)}</text>"
         f"{legend_svg}{''.join(panels)}</svg>"
     )
 
@@ -69,23 +74,27 @@ def _panel(
     best_epoch: int | None,
     scale: float,
 ) -> str:
+    panel = "x1" if left == LEFTS[0] else "x2"
+    y_axis = panel.replace("x", "y")
     frame = (
-        f"<rect x='{left}' y='{TOP}' width='{PANEL_WIDTH}' height='{BOTTOM - TOP}' "
-        "fill='none' stroke='#999'/>"
-        f"<text x='{left + PANEL_WIDTH / 2}' y='{HEIGHT - 12}' text-anchor='middle'>epoch</text>"
-        f"<text transform='translate({left - 45},{(TOP + BOTTOM) / 2}) rotate(-90)' "
+        f"<rect class='plot-area' x='{left}' y='{TOP}' width='{PANEL_WIDTH}' "
+        f"height='{BOTTOM - TOP}' fill='none' stroke='#999'/>"
+        f"<text class='axis-title' data-axis='{panel}' x='{left + PANEL_WIDTH / 2}' "
+        f"y='{HEIGHT - 12}' text-anchor='middle'>epoch</text>"
+        f"<text class='axis-title' data-axis='{y_axis}' "
+        f"transform='translate({left - 45},{(TOP + BOTTOM) / 2}) rotate(-90)' "
         f"text-anchor='middle'>{label}</text>"
     )
     values = [v * scale for v in (*train, *test) if v is not None and math.isfinite(v)]
     if epochs == 0 or not values:
-        return frame + (
+        return f"<g class='panel'>{frame}" + (
             f"<text x='{left + PANEL_WIDTH / 2}' y='{(TOP + BOTTOM) / 2}' text-anchor='middle' "
-            "fill='#777'>no epoch yet</text>"
+            "fill='#777'>no epoch yet</text></g>"
         )
     y_ticks = nice_ticks(min(values), max(values), count=6)
     low, high = y_ticks[0], y_ticks[-1]
-    x_ticks = [t for t in nice_ticks(1, max(epochs, 2), count=6) if 1 <= t <= max(epochs, 2)]
     x_high = max(epochs, 2)
+    x_ticks = integer_ticks(1, x_high)
 
     def x(epoch: float) -> float:
         return left + (epoch - 1) / (x_high - 1) * PANEL_WIDTH
@@ -98,16 +107,18 @@ def _panel(
         parts.append(
             f"<line x1='{left}' y1='{y(tick):.1f}' x2='{left + PANEL_WIDTH}' y2='{y(tick):.1f}' "
             "stroke='#eee'/>"
-            f"<text x='{left - 5}' y='{y(tick) + 4:.1f}' text-anchor='end'>{_label(tick)}</text>"
+            f"<text class='tick' data-axis='{y_axis}' x='{left - 5}' y='{y(tick) + 4:.1f}' "
+            f"text-anchor='end'>{_label(tick)}</text>"
         )
     for tick in x_ticks:
         parts.append(
-            f"<text x='{x(tick):.1f}' y='{BOTTOM + 16}' text-anchor='middle'>{_label(tick)}</text>"
+            f"<text class='tick' data-axis='{panel}' x='{x(tick):.1f}' y='{BOTTOM + 16}' "
+            f"text-anchor='middle'>{_label(tick)}</text>"
         )
     if best_epoch is not None and 1 <= best_epoch <= x_high:
         parts.append(
-            f"<line x1='{x(best_epoch):.1f}' y1='{TOP}' x2='{x(best_epoch):.1f}' y2='{BOTTOM}' "
-            "stroke='#555' stroke-dasharray='4 3'/>"
+            f"<line class='curve' x1='{x(best_epoch):.1f}' y1='{TOP}' x2='{x(best_epoch):.1f}' "
+            f"y2='{BOTTOM}' stroke='{BEST_COLOUR}' stroke-dasharray='4 3'/>"
         )
     for curve, colour in ((train, TRAIN_COLOUR), (test, TEST_COLOUR)):
         for run in _finite_runs(curve):
@@ -115,14 +126,15 @@ def _panel(
             if len(run) == 1:
                 e, v = run[0]
                 parts.append(
-                    f"<circle cx='{x(e):.1f}' cy='{y(v * scale):.1f}' r='2.5' fill='{colour}'/>"
+                    f"<circle class='curve' cx='{x(e):.1f}' cy='{y(v * scale):.1f}' r='2.5' "
+                    f"fill='{colour}'/>"
                 )
             else:
                 parts.append(
-                    f"<polyline points='{points}' fill='none' stroke='{colour}' "
+                    f"<polyline class='curve' points='{points}' fill='none' stroke='{colour}' "
                     "stroke-width='1.8'/>"
                 )
-    return "".join(parts)
+    return f"<g class='panel'>{''.join(parts)}</g>"
 
 
 def _finite_runs(curve: Curve) -> list[list[tuple[int, float]]]:
@@ -134,23 +146,6 @@ def _finite_runs(curve: Curve) -> list[list[tuple[int, float]]]:
         else:
             runs[-1].append((epoch, value))
     return [run for run in runs if run]
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (steps of 1, 2 or 5 × 10^k) covering [low, high]."""
-    if high <= low:
-        pad = abs(low) * 0.1 or 1.0
-        low, high = low - pad, high + pad
-    raw_step = (high - low) / max(count - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw_step))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw_step)
-    first = math.floor(low / step) * step
-    ticks = []
-    tick = first
-    while tick < high + step * 0.999:
-        ticks.append(round(tick, 10))
-        tick += step
-    return ticks
 
 
 def _label(value: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import plotly.graph_objects as go
@@ -24,11 +25,23 @@ def html_page(title: str, subtitle: str, sections: list[str]) -> str:
 
 
 def section(title: str, body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+    """A titled part of the page; its id (the title's first words, lower case, joined by
+    hyphens: `report.html#optimization-history`) links to it."""
+    return f"<section id='{anchor(title)}'><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def figure_html(figure: go.Figure) -> str:
-    figure.update_layout(height=420, margin=dict(l=60, r=20, t=30, b=50))
+def anchor(title: str) -> str:
+    words = re.findall(r"[a-z0-9]+", title.split(":")[0].lower())
+    return "-".join(words[:4])
+
+
+def figure_html(figure: go.Figure, height: int = 420, top: int = 30) -> str:
+    """The figure as a page fragment. Axes grow the margins to fit their labels (a long
+    parameter name is not cut off at the figure's edge); `top` leaves room above the plot for
+    what is drawn there (parallel coordinates' axis titles)."""
+    figure.update_layout(height=height, margin=dict(l=60, r=20, t=top, b=50))
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
     return figure.to_html(full_html=False, include_plotlyjs=False)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
+from plotly.subplots import make_subplots
 
 from hpo.record.ranking import ranked
 from hpo.record.search_space import BATCH_SIZES, LEARNING_RATES
@@ -30,6 +31,7 @@ from hpo.results.confirmation import (
 )
 from hpo.results.export import study_export
 from hpo.results.page import figure_html, html_page, section, table_html
+from hpo.results.ticks import integer_axis, integer_ticks
 from hpo.results.trial_figure import trial_curves
 from hpo.study.queue import best_trial, load_config
 
@@ -49,7 +51,11 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         section("Best configuration", _best_table(export)),
         section("Trials by state and stop reason", figure_html(_counts_figure(trials))),
         section(f"Top {TOP_TRIALS} trials", _top_table(complete, loss_name)),
-        section("Optimization history", figure_html(_history_figure(complete, loss_name))),
+        section(
+            "Optimization history",
+            f"<p>{html.escape(_history_caption(trials))}</p>"
+            + figure_html(_history_figure(trials, loss_name)),
+        ),
         section(
             "Test-loss curves of all trials (best in red)",
             figure_html(_curves_figure(trials, best)),
@@ -59,7 +65,8 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         sections.append(
             section(
                 f"Best trial {best.number}: loss and accuracy per epoch",
-                figure_html(_best_curves_figure(best)),
+                # Room above the plot for the best epoch's label, clear of the mode bar.
+                figure_html(_best_curves_figure(best), height=580, top=60),
             )
         )
     if confirmation is not None:
@@ -78,7 +85,8 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
             f"Best {loss_name} by learning rate and batch size",
             figure_html(_heatmap_figure(complete)),
         ),
-        section("Parallel coordinates", figure_html(_parallel_figure(complete))),
+        # Parallel coordinates draw their axis titles above the plot: room for two lines.
+        section("Parallel coordinates", figure_html(_parallel_figure(complete), top=80)),
     ]
     title = f"hpo report: {study_name}"
     subtitle = (
@@ -155,23 +163,59 @@ def _counts_figure(trials: list[FrozenTrial]) -> go.Figure:
     figure = go.Figure()
     figure.add_bar(x=list(states), y=list(states.values()), name="state")
     figure.add_bar(x=list(reasons), y=list(reasons.values()), name="stop reason")
-    figure.update_layout(yaxis_title="trials")
+    figure.update_layout(
+        yaxis=dict(title="trials", **integer_axis(0, max([*states.values(), *reasons.values(), 1])))
+    )
     return figure
 
 
-def _history_figure(complete: list[FrozenTrial], loss_name: str) -> go.Figure:
-    ordered = sorted(complete, key=lambda t: t.number)
-    numbers = [t.number for t in ordered]
-    values = [t.value for t in ordered]
+HISTORY_COLOURS = {"complete": "#1f77b4", "pruned": "#b0b0b0", "best": "#d62728"}
+
+
+def _history_caption(trials: list[FrozenTrial]) -> str:
+    states = Counter(t.state for t in trials)
+    not_drawn = len(trials) - states[TrialState.COMPLETE] - states[TrialState.PRUNED]
+    return (
+        f"{len(trials)} trials: {states[TrialState.COMPLETE]} complete (blue), "
+        f"{states[TrialState.PRUNED]} pruned (grey, at the last loss they reported)"
+        + (f"; not drawn: {not_drawn} failed, running or waiting" if not_drawn else "")
+        + ". The red line is the lowest loss of the complete trials so far."
+    )
+
+
+def _history_figure(trials: list[FrozenTrial], loss_name: str) -> go.Figure:
+    """Every finished trial at its value: a PRUNED trial's value is the last loss it reported
+    (Optuna stores that), drawn grey since it never competes for the best."""
     figure = go.Figure()
-    figure.add_scattergl(x=numbers, y=values, mode="markers", name="trial")
-    figure.add_scattergl(
-        x=numbers,
+    by_state = {
+        state: sorted(
+            (t for t in trials if t.state == state and t.value is not None), key=lambda t: t.number
+        )
+        for state in (TrialState.COMPLETE, TrialState.PRUNED)
+    }
+    for state, name in ((TrialState.COMPLETE, "complete"), (TrialState.PRUNED, "pruned")):
+        figure.add_scatter(
+            x=[t.number for t in by_state[state]],
+            y=[t.value for t in by_state[state]],
+            mode="markers",
+            name=name,
+            marker=dict(color=HISTORY_COLOURS[name], size=8),
+        )
+    complete = by_state[TrialState.COMPLETE]
+    values = [t.value for t in complete]
+    figure.add_scatter(
+        x=[t.number for t in complete],
         y=list(np.minimum.accumulate(values)) if values else [],
         mode="lines",
+        line_shape="hv",
         name="best so far",
+        line=dict(color=HISTORY_COLOURS["best"]),
     )
-    figure.update_layout(xaxis_title="trial", yaxis_title=f"lowest {loss_name}", yaxis_type="log")
+    last = max((t.number for t in trials), default=1)
+    figure.update_layout(
+        xaxis=dict(title="trial", **integer_axis(0, last)),
+        yaxis=dict(title=loss_name, type="log"),
+    )
     return figure
 
 
@@ -192,41 +236,65 @@ def _curves_figure(trials: list[FrozenTrial], best: FrozenTrial | None) -> go.Fi
         losses = trial_curves(trial)["test_loss"]
         xs += [*range(1, len(losses) + 1), None]
         ys += [*losses, None]
+    # SVG, not WebGL: one path with gaps stays light, and the browser test can see it drawn.
     figure = go.Figure()
-    figure.add_scattergl(
+    figure.add_scatter(
         x=xs, y=ys, mode="lines", name="trials", line=dict(color="rgba(100,100,100,0.25)", width=1)
     )
     if best is not None:
         losses = _curve(best, "test_loss")
-        figure.add_scattergl(
+        figure.add_scatter(
             x=list(range(1, len(losses) + 1)),
             y=losses,
             mode="lines",
             name=f"best (trial {best.number})",
             line=dict(color="red", width=3),
         )
-    figure.update_layout(xaxis_title="epoch", yaxis_title="test loss", yaxis_type="log")
+    longest = max((x for x in xs if x is not None), default=1)
+    figure.update_layout(
+        xaxis=dict(title="epoch", **integer_axis(1, longest)),
+        yaxis=dict(title="test loss", type="log"),
+    )
     return figure
 
 
+BEST_CURVE_COLOURS = {"train": "#1f77b4", "test": "#ff7f0e"}
+
+
 def _best_curves_figure(best: FrozenTrial) -> go.Figure:
-    figure = go.Figure()
+    """Loss above, accuracy in % below, on one epoch axis; the best epoch marked on both."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
     epochs = list(range(1, len(_curve(best, "test_loss")) + 1))
-    for key, axis in (
-        ("train_loss", "y"),
-        ("test_loss", "y"),
-        ("train_accuracy", "y2"),
-        ("test_accuracy", "y2"),
-    ):
-        figure.add_scatter(
-            x=epochs, y=_curve(best, key), name=key.replace("_", " "), yaxis=axis, mode="lines"
+    for row, metric, scale in ((1, "loss", 1.0), (2, "accuracy", 100.0)):
+        for split, colour in BEST_CURVE_COLOURS.items():
+            values = _curve(best, f"{split}_{metric}")
+            figure.add_scatter(
+                x=epochs,
+                y=[None if v is None else v * scale for v in values],
+                name=split,
+                legendgroup=split,
+                showlegend=row == 1,
+                mode="lines",
+                line=dict(color=colour),
+                row=row,
+                col=1,
+            )
+    best_epoch = TrialRecord.from_trial(best).best_epoch
+    if best_epoch is not None:
+        figure.add_vline(x=best_epoch, line_dash="dot", line_color="#555", row="all", col=1)
+        figure.add_annotation(
+            x=best_epoch,
+            y=1,
+            xref="x",
+            yref="paper",
+            yanchor="bottom",
+            text=f"best epoch {best_epoch}",
+            showarrow=False,
         )
-    figure.add_vline(x=TrialRecord.from_trial(best).best_epoch or 0, line_dash="dot")
-    figure.update_layout(
-        xaxis_title="epoch",
-        yaxis=dict(title="loss"),
-        yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
-    )
+    figure.update_yaxes(title="loss", type="log", row=1, col=1)
+    figure.update_yaxes(title="accuracy (%)", row=2, col=1)
+    figure.update_xaxes(**integer_axis(1, max(epochs, default=1)))
+    figure.update_xaxes(title="epoch", row=2, col=1)
     return figure
 
 
@@ -278,12 +346,25 @@ def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
     if not complete:
         return go.Figure()
     losses = [t.value for t in complete]
+    rates = [t.params.get("learning_rate", 1.0) for t in complete]
+    log_rates = [math.log10(rate) for rate in rates]
+    # Drawn on a log10 scale, labelled in learning rates: ticks at 1, 2 and 5 × 10^k.
+    rate_ticks = [
+        m * 10.0**k
+        for k in range(math.floor(min(log_rates)), math.ceil(max(log_rates)) + 1)
+        for m in (1, 2, 5)
+        if min(rates) <= m * 10.0**k <= max(rates)
+    ] or sorted(set(rates))
+    batch_sizes = [t.params.get("batch_size", 0) for t in complete]
+    best_epochs = [TrialRecord.from_trial(t).best_epoch or 0 for t in complete]
     dimensions = [
         dict(
-            label="log10 learning rate",
-            values=[math.log10(t.params.get("learning_rate", 1.0)) for t in complete],
+            label="learning rate (log scale)",
+            values=log_rates,
+            tickvals=[math.log10(tick) for tick in rate_ticks],
+            ticktext=[f"{tick:g}" for tick in rate_ticks],
         ),
-        dict(label="batch size", values=[t.params.get("batch_size", 0) for t in complete]),
+        dict(label="batch size", values=batch_sizes, tickvals=sorted(set(batch_sizes))),
     ]
     if any("p_dropout" in t.params for t in complete):
         dimensions.append(
@@ -292,7 +373,8 @@ def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
     dimensions += [
         dict(
             label="best epoch",
-            values=[TrialRecord.from_trial(t).best_epoch or 0 for t in complete],
+            values=best_epochs,
+            tickvals=integer_ticks(min(best_epochs), max(best_epochs)) or best_epochs[:1],
         ),
         dict(label="test loss", values=losses),
     ]

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from hpo.results.export import write_text
 from hpo.results.page import figure_html, html_page, table_html
+from hpo.results.ticks import integer_axis
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
@@ -129,29 +130,44 @@ def _row(result: StageResult) -> str:
     return _line(_cells(result))
 
 
+# One colour per stage, the same on both panels (plotly's first six).
+STAGE_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+
+
 def _page(results: list[StageResult], options: ReproduceOptions) -> str:
     figure = make_subplots(
-        rows=1, cols=2, subplot_titles=("test accuracy", "train (dashed) and test loss")
+        rows=1,
+        cols=2,
+        subplot_titles=("test accuracy (%)", "loss: test solid, train dashed"),
+        horizontal_spacing=0.1,
     )
-    # (metric, panel, line style): accuracy on the left; test and dashed train loss on the right.
-    panels = (("test_accuracy", 1, None), ("test_loss", 2, None), ("train_loss", 2, "dash"))
-    for result in results:
+    # (metric, panel, line style, factor): accuracy in % on the left; test and dashed train loss
+    # on the right. The legend names each stage once; its colour is the stage's on both panels.
+    panels = (
+        ("test_accuracy", 1, "solid", 100.0),
+        ("test_loss", 2, "solid", 1.0),
+        ("train_loss", 2, "dash", 1.0),
+    )
+    for result, colour in zip(results, STAGE_COLOURS, strict=False):
         epochs = [m.epoch for m in result.history]
-        for metric, col, dash in panels:
+        for metric, col, dash, scale in panels:
             figure.add_scatter(
                 x=epochs,
-                y=[getattr(m, metric) for m in result.history],
+                y=[getattr(m, metric) * scale for m in result.history],
                 name=result.preset,
                 legendgroup=result.preset,
                 showlegend=col == 1,
                 row=1,
                 col=col,
-                line=dict(dash=dash),
+                line=dict(color=colour, dash=dash),
             )
-    figure.update_yaxes(type="log", row=1, col=2)
+    figure.update_yaxes(type="log", title="loss", row=1, col=2)
+    figure.update_yaxes(title="test accuracy (%)", row=1, col=1)
+    figure.update_xaxes(title="epoch", **integer_axis(1, options.epochs))
     title = (
         f"The seed's stages on {options.dataset}: {options.epochs} epochs, learning rate "
         f"{options.learning_rate}, batch {options.batch_size}, seed {options.seed}"
     )
     table = table_html(list(COLUMNS), [_cells(r) for r in results], row_id="stages")
-    return html_page(title, "", [table, figure_html(figure)])
+    # Room above the panel titles for plotly's mode bar, which would cover the right one.
+    return html_page(title, "", [table, figure_html(figure, height=480, top=70)])

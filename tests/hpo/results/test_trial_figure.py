@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 
 from hpo.record.config import StudyConfig
 from hpo.record.curves_artifact import CURVES_FILENAME, curves_artifact_id, trial_id_of
-from hpo.results.curve_figure import learning_curves_svg, nice_ticks
+from hpo.results.curve_figure import learning_curves_svg
+from hpo.results.ticks import integer_axis, integer_ticks, nice_ticks
 from hpo.results.trial_figure import CurvesArtifactStore
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.epoch_book import build_pruner
@@ -71,6 +72,25 @@ def test_ticks_are_round_and_cover_the_range(low: float, high: float) -> None:
     assert ticks[0] <= low and ticks[-1] >= high and len(ticks) <= 8
     steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
+
+
+@pytest.mark.parametrize("low,high", [(1, 2), (1, 3), (0, 11), (1, 150), (0, 9999), (5, 5)])
+def test_whole_number_axes_tick_on_whole_numbers_only(low: int, high: int) -> None:
+    ticks = integer_ticks(low, high)
+    assert ticks and all(low <= tick <= high for tick in ticks) and len(ticks) <= 7
+    steps = {b - a for a, b in itertools.pairwise(ticks)}
+    assert len(steps) <= 1 and all(step >= 1 for step in steps)
+    assert integer_axis(low, high)["dtick"] == (steps.pop() if steps else 1)
+
+
+def test_the_svg_ticks_epochs_on_whole_numbers() -> None:
+    svg = learning_curves_svg({"test_loss": [2.0, 1.0], "test_accuracy": [0.5, 0.7]}, "two")
+    epoch_ticks = [
+        text.text
+        for text in ET.fromstring(svg).iter(f"{SVG}text")
+        if text.get("class") == "tick" and text.get("data-axis", "").startswith("x")
+    ]
+    assert epoch_ticks == ["1", "2", "1", "2"]  # both panels
 
 
 def test_curves_artifact_ids_name_their_trial_and_never_a_uuid() -> None:
