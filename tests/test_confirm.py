@@ -25,6 +25,11 @@ def test_mean_interval_is_students_t() -> None:
     assert interval.mean == 2.0
     assert interval.high - 2.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
     assert math.isnan(mean_interval([5.0]).low)
+    # Cut to what the quantity can take: no loss below 0, no accuracy above 100%.
+    losses = mean_interval([0.01, 0.09], (0.0, math.inf))
+    assert losses.low == 0.0 and losses.high > 0.09
+    accuracy = mean_interval([97.0, 99.9], (0.0, 100.0))
+    assert accuracy.high == 100.0 and accuracy.low < 97.0
 
 
 def test_welch_difference_interval() -> None:

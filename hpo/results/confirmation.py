@@ -47,13 +47,23 @@ class Interval:
         return f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}]"
 
 
-def mean_interval(values: Sequence[float]) -> Interval:
-    """The mean, and its 95% Student's t interval."""
+LOSS_RANGE = (0.0, math.inf)
+PERCENT_RANGE = (0.0, 100.0)
+EPOCH_RANGE = (1.0, math.inf)
+
+
+def mean_interval(
+    values: Sequence[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> Interval:
+    """The mean, and its 95% Student's t interval, cut to `bounds`: with two or three seeds the
+    interval is wide, and a loss below 0 or an accuracy above 100% is a value the quantity
+    cannot take (the mean lies in those bounds, so the cut interval still holds it)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return Interval(mean=mean, low=math.nan, high=math.nan)
     half = _t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return Interval(mean=mean, low=mean - half, high=mean + half)
+    low, high = bounds
+    return Interval(mean=mean, low=max(low, mean - half), high=min(high, mean + half))
 
 
 def difference_interval(lower: Sequence[float], higher: Sequence[float]) -> Interval:
@@ -83,7 +93,7 @@ class ConfirmedConfig:
 
     @property
     def loss(self) -> Interval | None:
-        return mean_interval(self.losses) if self.losses else None
+        return mean_interval(self.losses, LOSS_RANGE) if self.losses else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,9 +187,9 @@ def confirmation_lines(confirmation: Confirmation) -> list[str]:
             line += f", {config.diverged} diverged"
         if runs:
             line += (
-                f" | loss {mean_interval(config.losses)}"
-                f" | accuracy {mean_interval([100 * a for a in config.accuracies])}%"
-                f" | epoch {mean_interval(config.epochs)}"
+                f" | loss {mean_interval(config.losses, LOSS_RANGE)}"
+                f" | accuracy {_percent(config.accuracies)}%"
+                f" | epoch {mean_interval(config.epochs, EPOCH_RANGE)}"
             )
         if config.original_loss is not None:
             line += f" | search: {config.original_loss:.4g}"
@@ -191,6 +201,10 @@ def confirmation_lines(confirmation: Confirmation) -> list[str]:
             "then this command again"
         )
     return lines
+
+
+def _percent(accuracies: Sequence[float]) -> Interval:
+    return mean_interval([100 * a for a in accuracies], PERCENT_RANGE)
 
 
 def verdict(confirmation: Confirmation) -> str:
@@ -228,7 +242,7 @@ def confirmation_figure(confirmation: Confirmation) -> go.Figure:
         name="one seed",
         marker=dict(color="#888", size=7),
     )
-    means = [mean_interval(c.losses) for c in ranked]
+    means = [mean_interval(c.losses, LOSS_RANGE) for c in ranked]
     figure.add_scatter(
         x=labels,
         y=[m.mean for m in means],
@@ -263,9 +277,9 @@ def confirmation_table(confirmation: Confirmation) -> list[list[Any]]:
     for config in confirmation.configs:
         stats = (
             [
-                str(mean_interval(config.losses)),
-                str(mean_interval([100 * a for a in config.accuracies])),
-                str(mean_interval(config.epochs)),
+                str(mean_interval(config.losses, LOSS_RANGE)),
+                str(_percent(config.accuracies)),
+                str(mean_interval(config.epochs, EPOCH_RANGE)),
             ]
             if config.losses
             else [None, None, None]

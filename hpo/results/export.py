@@ -16,6 +16,8 @@ from hpo.errors import UsageError
 from hpo.record.config import StudyConfig
 from hpo.record.trial_record import TrialRecord
 from hpo.results.confirmation import (
+    EPOCH_RANGE,
+    LOSS_RANGE,
     Confirmation,
     Interval,
     load_confirmation,
@@ -71,9 +73,9 @@ def confirmed_export(
     metrics over the new seeds; the intervals and the verdict under `confirmation`."""
     leader = confirmation.configs[0]
     trial = study.get_trials(deepcopy=False)[leader.trial]
-    loss, accuracy, epoch = (
-        mean_interval(values) for values in (leader.losses, leader.accuracies, leader.epochs)
-    )
+    loss = mean_interval(leader.losses, LOSS_RANGE)
+    accuracy = mean_interval(leader.accuracies, (0.0, 1.0))  # fractions, as everywhere
+    epoch = mean_interval(leader.epochs, EPOCH_RANGE)
     export = export_of(study.study_name, trial, config, epoch=max(1, round(epoch.mean)))
     export.update(
         test_loss=mean_interval(leader.test_losses).mean,
