@@ -51,7 +51,7 @@ def retry_callback(outage_s: float = 0.0) -> RetryCallback:
 def queued_again(study: optuna.Study, number: int | None) -> bool:
     """Whether a retry of trial `number` exists already (made by whoever failed it)."""
     return number is not None and any(
-        number in optuna_internals.retry_history(t) for t in study.get_trials(deepcopy=False)
+        number in history for history in optuna_internals.retry_histories(study)
     )
 
 
@@ -60,14 +60,14 @@ def requeue(study: optuna.Study, number: int | None, outage_s: float) -> None:
     point or budget slot is not lost."""
     if number is None:
         return
-    trial = study.get_trials(deepcopy=False)[number]
+    trial = optuna_internals.trial_by_number(study, number)
     if trial.state == TrialState.RUNNING:
         # Interrupted before Optuna recorded the failure.
         try:
             study.tell(number, state=TrialState.FAIL)
         except TakenOver:
             return  # another worker finished it (and queued it again) meanwhile
-        trial = study.get_trials(deepcopy=False)[number]
+        trial = optuna_internals.trial_by_number(study, number)
     if trial.state == TrialState.FAIL:
         retry_callback(outage_s)(study, trial)
 

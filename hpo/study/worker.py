@@ -270,8 +270,9 @@ class _Attempt:
 
 def _has_work(study: optuna.Study) -> bool:
     """Trials queued, or running ones that could come back to the queue if their worker died."""
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+    states = (TrialState.WAITING, TrialState.RUNNING)
+    return optuna_internals.count_trials(study, states) > 0
 
 
 def _others_running(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return optuna_internals.count_trials(study, (TrialState.RUNNING,)) > 0

@@ -12,8 +12,12 @@ listing that optuna-dashboard reads.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -41,6 +45,15 @@ def _study(url: str, name: str = "contract", **storage_options) -> tuple[optuna.
     return study, storage
 
 
+def _in_threads(work, count: int) -> None:
+    """`work(0)` … `work(count - 1)`, each in a thread of its own; back when all have ended."""
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+
 def test_each_queued_trial_is_popped_by_exactly_one_of_many_contenders(
     server_database: Database,
 ) -> None:
@@ -62,11 +75,7 @@ def test_each_queued_trial_is_popped_by_exactly_one_of_many_contenders(
         while (trial_id := optuna_internals.pop_waiting_trial_id(own)) is not None:
             popped[slot].append(trial_id)
 
-    threads = [threading.Thread(target=pop_until_empty, args=(k,)) for k in range(contenders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    _in_threads(pop_until_empty, contenders)
     everything = [trial_id for ids in popped for trial_id in ids]
     assert len(everything) == len(set(everything)) == queued
     assert all(t.state == TrialState.RUNNING for t in study.get_trials())
@@ -290,3 +299,144 @@ def test_an_artifact_listed_by_its_attribute_is_listed_by_optunas_public_api(url
 def test_the_private_reads_that_outage_retries_wrap_still_exist() -> None:
     for name in optuna_internals.PRIVATE_STORAGE_READS:
         assert callable(getattr(RDBStorage, name, None)), name
+
+
+# The queue at scale: a pop by an indexed query, a cache that reads past the queue, a bulk insert.
+
+
+class _Reads:
+    """SQL statements an engine sends, and the trials a storage builds from rows it reads."""
+
+    def __init__(self, storage: RDBStorage) -> None:
+        self.statements = 0
+        self.trials = 0
+        sqlalchemy.event.listen(storage.engine, "before_cursor_execute", self._statement)
+        for name in ("_get_trials", "get_trial"):
+            method = getattr(storage, name)
+            setattr(storage, name, self._counting(method))
+
+    def _statement(self, *_: object) -> None:
+        self.statements += 1
+
+    def _counting(self, method):
+        def counted(*args, **kwargs):
+            result = method(*args, **kwargs)
+            self.trials += len(result) if isinstance(result, list) else 1
+            return result
+
+        return counted
+
+
+def _queue_of(url: str, name: str, slots: int) -> tuple[optuna.Study, RDBStorage]:
+    study, storage = _study(url, name)
+    optuna_internals.ensure_queue_index(storage)
+    optuna_internals.enqueue_many(storage, optuna_internals.study_id(study), [{}] * slots)
+    return study, storage
+
+
+def _three_trials(study: optuna.Study) -> None:
+    """Take, sample, finish and list, three times: what a worker does per trial, untrained."""
+    for _ in range(3):
+        trial = optuna.Trial(study, optuna_internals.pop_waiting_trial_id(study, "taker"))
+        trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, 1.0)
+        study.get_trials(deepcopy=False)
+
+
+def test_a_trial_reads_as_much_with_2000_queued_as_with_10(url: str) -> None:
+    """Counted in statements and in trials read, not in time. Optuna's own pop, beside it, reads
+    every queued trial: the count would catch a pop that did."""
+    reads = {}
+    for slots in (10, 2000):
+        study, storage = _queue_of(url, f"q{slots}", slots)
+        optuna_internals.use_queue_cache(study)
+        _three_trials(study)  # the first trials fill the cache
+        counted = _Reads(storage)
+        _three_trials(study)
+        reads[slots] = (counted.statements, counted.trials)
+        assert optuna_internals.count_trials(study, (TrialState.WAITING,)) == slots - 6
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 6
+    assert reads[2000] == reads[10]
+    bare, storage = _queue_of(url, "optuna", 2000)
+    counted = _Reads(storage)
+    bare._pop_waiting_trial_id()
+    assert counted.trials >= 1999
+
+
+def test_the_queue_cache_sees_every_trial_another_process_takes_and_finishes(url: str) -> None:
+    """Trials taken out of order (the oldest left WAITING) and finished by another process: each
+    shows up finished, with its value, in the cache that reads past the queue."""
+    study, storage = _queue_of(url, "seen", 8)
+    optuna_internals.use_queue_cache(study)
+    other, _ = _study(url, "seen")
+    ids = [optuna_internals.trial_id(t) for t in other.trials]
+    for k, key in enumerate(ids[3:6]):  # not the oldest: trials 3, 4 and 5
+        assert storage.set_trial_state_values(key, TrialState.RUNNING)
+        assert storage.set_trial_state_values(key, TrialState.COMPLETE, [float(k)])
+        assert [t.number for t in study.get_trials(deepcopy=False)] == list(range(3, 4 + k))
+    for k, key in enumerate(ids[:3]):  # then the oldest three
+        assert storage.set_trial_state_values(key, TrialState.RUNNING)
+        assert storage.set_trial_state_values(key, TrialState.COMPLETE, [10.0 + k])
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert [(t.number, t.value) for t in finished] == [
+        (0, 10.0), (1, 11.0), (2, 12.0), (3, 0.0), (4, 1.0), (5, 2.0)
+    ]  # fmt: skip
+    assert study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) == []
+
+
+def test_a_bulk_queue_is_what_enqueue_trial_makes(url: str) -> None:
+    """Trials queued by one bulk insert hold what `Study.enqueue_trial` writes, and Optuna's own
+    command line lists them."""
+    points = [{"learning_rate": 0.01, "batch_size": 512}, {"learning_rate": 0.1, "batch_size": 64}]
+    bulk, storage = _study(url, "bulk")
+    optuna_internals.enqueue_many(storage, optuna_internals.study_id(bulk), points)
+    one_by_one, _ = _study(url, "one-by-one")
+    for point in points:
+        one_by_one.enqueue_trial(point)
+
+    def shape(study: optuna.Study) -> list[tuple]:
+        return [
+            (t.number, t.state, t.params, t.system_attrs, t.user_attrs, t.datetime_start)
+            for t in optuna.load_study(study_name=study.study_name, storage=url).trials
+        ]
+
+    assert shape(bulk) == shape(one_by_one)
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "trials", "--storage", url,
+         "--study-name", "bulk", "-f", "json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert [trial["state"] for trial in json.loads(listed)] == ["WAITING", "WAITING"]
+
+
+def test_many_poppers_on_a_10000_trial_queue_never_take_one_trial_twice(
+    server_database: Database,
+) -> None:
+    url = server_database.url
+    _queue_of(url, "big", 10_000)
+    contenders, each = 8, 25
+    popped: list[list[int]] = [[] for _ in range(contenders)]
+    start = threading.Barrier(contenders)
+
+    def pop_some(slot: int) -> None:
+        own, _ = _study(url, "big")  # own storage and connections, as a worker process has
+        optuna_internals.use_queue_cache(own)
+        start.wait()
+        for _ in range(each):
+            popped[slot].append(optuna_internals.pop_waiting_trial_id(own, f"taker-{slot}"))
+
+    _in_threads(pop_some, contenders)
+    everything = [key for keys in popped for key in keys]
+    assert None not in everything
+    assert len(everything) == len(set(everything)) == contenders * each
+    study = optuna.load_study(study_name="big", storage=url)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    takers = {optuna_internals.trial_id(t): t.system_attrs["hpo:taken_by"] for t in running}
+    assert set(takers) == set(everything)
+    assert all(takers[key] == f"taker-{slot}" for slot, keys in enumerate(popped) for key in keys)
+
+
+def test_the_queue_index_is_added_once(url: str) -> None:
+    _, storage = _study(url)
+    assert optuna_internals.ensure_queue_index(storage) in (True, False)
+    assert optuna_internals.ensure_queue_index(storage) is False

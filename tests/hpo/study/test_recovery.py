@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from hpo.record.config import StudyConfig
 from hpo.record.lineage import is_retry, lineage
-from hpo.study.queue import create_study, open_study
+from hpo.study.queue import WorkQueueStudy, create_study, open_study
 from hpo.study.recovery import (
     MAX_RETRIES,
     queued_again,
@@ -40,8 +40,14 @@ def grid(tmp_path):
     return open_study(storage, "g"), storage
 
 
-def _waiting(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(states=(TrialState.WAITING,))
+def _seen(study: WorkQueueStudy) -> optuna.Study:
+    """The study as a reader of the database sees it: a worker's own study does not list WAITING
+    trials (optuna_internals.QueueTrialCache)."""
+    return optuna.load_study(study_name=study.study_name, storage=study.rdb)
+
+
+def _waiting(study: WorkQueueStudy) -> list[optuna.trial.FrozenTrial]:
+    return _seen(study).get_trials(states=(TrialState.WAITING,))
 
 
 def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(grid) -> None:
@@ -50,14 +56,14 @@ def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(grid) ->
     with storage.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM trial_heartbeats")
     retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
-    assert study.trials[orphan.number].state == TrialState.RUNNING  # not yet past the grace
+    assert _seen(study).trials[orphan.number].state == TrialState.RUNNING  # not yet past the grace
     assert stale_trial_numbers(study, storage, grace_s=-5) == [orphan.number]
     retry_dead_trials(study, storage, grace_s=-5, retry=retry_callback())
-    assert study.trials[orphan.number].state == TrialState.FAIL
-    retry = study.trials[-1]
+    assert _seen(study).trials[orphan.number].state == TrialState.FAIL
+    retry = _seen(study).trials[-1]
     assert retry.state == TrialState.WAITING and is_retry(retry)
     assert lineage(retry) == orphan.number
-    assert queued_params(retry) == queued_params(study.trials[orphan.number])
+    assert queued_params(retry) == queued_params(_seen(study).trials[orphan.number])
     assert len(_waiting(study)) == 16  # 15 untouched + the retry
 
 
@@ -69,8 +75,8 @@ def test_a_stale_heartbeat_is_failed_and_queued_again(grid) -> None:
         connection.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
     assert stale_trial_numbers(study, storage, grace_s=3600) == [taken.number]
     retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
-    assert study.trials[taken.number].state == TrialState.FAIL
-    assert lineage(study.trials[-1]) == taken.number
+    assert _seen(study).trials[taken.number].state == TrialState.FAIL
+    assert lineage(_seen(study).trials[-1]) == taken.number
 
 
 def test_requeue_fails_a_running_trial_and_queues_it_once(grid) -> None:
@@ -78,11 +84,11 @@ def test_requeue_fails_a_running_trial_and_queues_it_once(grid) -> None:
     trial = study.ask()
     requeue(study, trial.number, outage_s=0)
     requeue(study, trial.number, outage_s=0)  # repeated, as after a lost acknowledgement
-    assert study.trials[trial.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if is_retry(t)]
+    assert _seen(study).trials[trial.number].state == TrialState.FAIL
+    retries = [t for t in _seen(study).trials if is_retry(t)]
     assert len(retries) == 1 and queued_again(study, trial.number)
     requeue(study, None, outage_s=0)  # no trial: nothing happens
-    assert len(study.trials) == 17
+    assert len(_seen(study).trials) == 17
 
 
 def test_a_retry_of_a_retry_keeps_the_first_trials_lineage_up_to_the_limit(grid) -> None:
@@ -91,15 +97,15 @@ def test_a_retry_of_a_retry_keeps_the_first_trials_lineage_up_to_the_limit(grid)
     number = first.number
     for _ in range(MAX_RETRIES + 1):
         requeue(study, number, outage_s=0)
-        retries = [t for t in study.trials if is_retry(t) and t.state == TrialState.WAITING]
+        retries = [t for t in _seen(study).trials if is_retry(t) and t.state == TrialState.WAITING]
         if not retries:
             break
         # Take that retry next: pop trials until it comes up, handing the others back.
         while (trial := study.ask()).number != retries[0].number:
             study.tell(trial, 1.0)
         number = trial.number
-        assert lineage(study.trials[number]) == first.number
-    chain = [t for t in study.trials if lineage(t) == first.number]
+        assert lineage(_seen(study).trials[number]) == first.number
+    chain = [t for t in _seen(study).trials if lineage(t) == first.number]
     assert len(chain) == MAX_RETRIES + 1  # the trial and its retries; then it stays FAIL
     assert all(t.state == TrialState.FAIL for t in chain)
 
@@ -109,5 +115,5 @@ def test_a_trial_finished_by_another_worker_is_left_alone(grid) -> None:
     trial = study.ask()
     study.tell(trial, 0.5)
     requeue(study, trial.number, outage_s=0)
-    assert study.trials[trial.number].state == TrialState.COMPLETE
-    assert not any(is_retry(t) for t in study.trials)
+    assert _seen(study).trials[trial.number].state == TrialState.COMPLETE
+    assert not any(is_retry(t) for t in _seen(study).trials)
