@@ -300,7 +300,8 @@ def fresh_mariadb(server: str) -> Iterator[str]:
         admin.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Prints the table; returns its rows (by study) for the test that runs it small."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--mariadb", default="mysql+pymysql://root@127.0.0.1:3306")
@@ -308,9 +309,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sizes = [int(size) for size in args.sizes.split(",")]
+    rows: dict[str, dict[str, float]] = {}
     print(f"# study_scale: PostgreSQL, {os.cpu_count()} CPU cores, optuna {optuna.__version__}")
     print(
         f"{'study':<22}{'create s':>10}{'ours ms':>10}{'ours SQL':>10}"
@@ -322,6 +324,7 @@ def main() -> None:
                 name = f"{kind}-{size}"
                 if kind == "queued":
                     create_s = _tpe_study(url, name, size)
+                    rows[f"create {size}"] = {"seconds": create_s}
                     created = f"{create_s:.2f}"
                 else:  # the finished trials first, as a study that ran them would have
                     _add_finished(url, name, size)
@@ -329,6 +332,12 @@ def main() -> None:
                     created = "–"
                 mine = ours(url, name, args.trials)
                 theirs = bare_optuna(url, name, args.trials)
+                rows[name] = {
+                    "ours_s": mine.seconds,
+                    "ours_sql": mine.statements,
+                    "optuna_s": theirs.seconds,
+                    "optuna_sql": theirs.statements,
+                }
                 print(
                     f"{f'{size:,} {kind}':<22}{created:>10}{1000 * mine.seconds:>10.1f}"
                     f"{mine.statements:>10.0f}{1000 * theirs.seconds:>11.1f}"
@@ -337,16 +346,18 @@ def main() -> None:
                 )
     if args.mariadb:
         with fresh_mariadb(args.mariadb) as url:
-            creates = [
-                f"{size:,} slots {_tpe_study(url, f'q{size}', size):.2f} s" for size in sizes
-            ]
-        print(f"create on MariaDB: {', '.join(creates)}", flush=True)
+            creates = {size: _tpe_study(url, f"q{size}", size) for size in sizes}
+        rows["mariadb create"] = {str(size): seconds for size, seconds in creates.items()}
+        listed = ", ".join(f"{size:,} slots {seconds:.2f} s" for size, seconds in creates.items())
+        print(f"create on MariaDB: {listed}", flush=True)
     if args.workers:
         rate, cores, total = ceiling(args.workers, args.seconds)
+        rows["ceiling"] = {"trials_per_s": rate, "server_cores": cores}
         print(
             f"ceiling: {args.workers} workers through PgBouncer, random sampling: "
             f"{rate:.0f} trials/s, the server busy {cores:.2f} cores ({total} trials in all)"
         )
+    return rows
 
 
 if __name__ == "__main__":

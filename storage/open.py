@@ -95,7 +95,8 @@ def check_sqlite_file(url: StorageURL, create: bool) -> None:
 def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float) -> T:
     """`connect()`, tried again for up to `wait_s` seconds while the server turns new
     connections away for now: all its connection slots are taken (many workers starting at
-    once, or a pooler's limit), or it is starting up. Any other error is final at once: a
+    once, or a pooler's limit), it is starting up, or it ended the connection while it was
+    being set up (a restart, an administrator's cut). Any other error is final at once: a
     wrong host or database must not keep a user waiting."""
     return with_retries(
         connect,
@@ -109,15 +110,19 @@ def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float
     )
 
 
-# PostgreSQL: too_many_connections, cannot_connect_now; MySQL: ER_CON_COUNT_ERROR.
-_FULL_SQLSTATES = {"53300", "57P03"}
-_FULL_MYSQL_CODES = {1040}
+# PostgreSQL: too_many_connections, cannot_connect_now, and a connection ended by the server
+# while it was being set up (admin_shutdown, crash_shutdown: a restart or an administrator's
+# pg_terminate_backend); MySQL: ER_CON_COUNT_ERROR, and a connection lost once made (2006, 2013).
+_FULL_SQLSTATES = {"53300", "57P03", "57P01", "57P02"}
+_FULL_MYSQL_CODES = {1040, 2006, 2013}
 # What libpq says when refused at connect time, where psycopg gives no SQL state; PgBouncer's
 # max_client_conn.
 _FULL_MESSAGES = ("too many clients already", "no more connections allowed")
 
 
-def _refused_for_now(error: Exception) -> bool:
+def _refused_for_now(error: BaseException) -> bool:
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        error = error.__cause__  # Optuna's wrapper of the driver's error in its set-up sessions
     if not isinstance(error, sqlalchemy.exc.DBAPIError):
         return False
     orig = error.orig

@@ -18,6 +18,7 @@ on such a study exits before it imports torch or loads the dataset (about 10 s o
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -120,11 +121,19 @@ class _Worker:
         self.states: Counter[str] = Counter()
         self.failures_in_a_row = 0
         self.models: ModelStore | None = None  # set when the worker starts training
+        # One look for dead workers' trials at a time (the loop's and the watch thread's): a
+        # look fails a dead trial and then queues its retry, and the loop's last look before
+        # leaving must not fall between the two.
+        self._looking = threading.Lock()
 
     def retry_dead_trials(self) -> None:
-        retry_dead_trials(
-            self.study, self.study.rdb, self.options.grace_s, retry_callback(self.options.outage_s)
-        )
+        with self._looking:
+            retry_dead_trials(
+                self.study,
+                self.study.rdb,
+                self.options.grace_s,
+                retry_callback(self.options.outage_s),
+            )
 
     def run(self, preemption: Preemption) -> WorkerSummary:
         objective, checkpoints = self._start(preemption)
@@ -140,6 +149,10 @@ class _Worker:
                 continue
             # The queue is empty: wait while others run, since a dead one's trial may come back.
             if not _others_running(self.study):
+                # A last look, after any look in progress has queued what it failed.
+                self.retry_dead_trials()
+                if _has_work(self.study):
+                    continue
                 break
             try:
                 with preemption.interruptible():

@@ -7,7 +7,15 @@ would waste one. These runs time nothing that is asserted; the ratios are for BE
 import math
 import shlex
 
-from bench import bookkeeping, data_pipeline, epoch, epoch_profile, precision, workers_per_gpu
+from bench import (
+    bookkeeping,
+    data_pipeline,
+    epoch,
+    epoch_profile,
+    precision,
+    study_scale,
+    workers_per_gpu,
+)
 
 argv = shlex.split
 
@@ -52,3 +60,14 @@ def test_workers_per_gpu() -> None:
         ["--device", "cpu", "--workers", "1", "--seconds", "1", "--images", "256"]
     )
     assert rows[0]["workers"] == 1 and rows[0]["epochs_per_s"] > 0
+
+
+def test_study_scale() -> None:
+    """On the local PostgreSQL and MariaDB (as CI has them); without the PgBouncer ceiling."""
+    rows = study_scale.main(argv("--sizes 20,60 --trials 2 --workers 0"))
+    for name in ("queued-20", "queued-60", "finished-20", "finished-60"):
+        assert rows[name]["ours_s"] > 0 and rows[name]["optuna_s"] > 0
+        assert rows[name]["ours_sql"] > 0
+    # The same statements per trial with 3 times the queue (the queue is read by no statement).
+    assert rows["queued-20"]["ours_sql"] == rows["queued-60"]["ours_sql"]
+    assert set(rows["mariadb create"]) == {"20", "60"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import optuna
 import pytest
 import sqlalchemy
 from optuna.exceptions import StorageInternalError
@@ -107,12 +108,31 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
         ("too many connections", "53300"),
         ("the database system is starting up", "57P03"),
         ("no more connections allowed (max_client_conn)", "08P01"),
+        # Ended by the server while the worker set up (a restart, pg_terminate_backend).
+        ("terminating connection due to administrator command", "57P01"),
     ],
 )
 def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
     monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
     assert _waiting_while_full(_refused(1, *refusal), url, wait_s=60) == "connected"
+
+
+def test_a_connection_ended_during_set_up_is_waited_for_through_optunas_wrapper(
+    monkeypatch,
+) -> None:
+    """Optuna's set-up sessions wrap the driver's error in StorageInternalError."""
+    monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
+    ended = _refused(1, "terminating connection due to administrator command", "57P01")
+
+    def connect() -> str:
+        try:
+            return ended()
+        except sqlalchemy.exc.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("wrapped") from error
+
+    url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
+    assert _waiting_while_full(connect, url, wait_s=60) == "connected"
 
 
 def test_a_wrong_host_fails_at_once_even_for_a_worker(monkeypatch) -> None:

@@ -6,6 +6,8 @@ tests/test_reliability.py; here each path is reached directly and fast.
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -117,3 +119,41 @@ def test_a_trial_finished_by_another_worker_is_left_alone(grid) -> None:
     requeue(study, trial.number, outage_s=0)
     assert _seen(study).trials[trial.number].state == TrialState.COMPLETE
     assert not any(is_retry(t) for t in _seen(study).trials)
+
+
+def test_a_worker_does_not_leave_while_a_dead_trials_retry_is_being_queued(
+    tmp_path, monkeypatch
+) -> None:
+    """The stale-trial watch fails a dead worker's trial and then queues its retry. A worker
+    whose queue is empty must not look, find nothing running or queued between the two, and
+    leave: the retry would wait for a worker that is gone. Queueing is slowed here past the
+    worker's poll, which made it leave every time before its last look waited for the watch."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    from hpo.study.worker import WorkerOptions, run_worker
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    config = StudyConfig(sampler="tpe", n_trials=1, dataset="synthetic", subset=16, epochs=1)
+    create_study(open_storage(parse_storage_url(url), create=True), "w", config)
+    dead = open_study(open_storage(parse_storage_url(url), heartbeat_interval=1), "w")
+    dead.ask()  # its heartbeat stops now: the trial of a worker that died
+    queue_again = RetryHeartbeatStaleTrialCallback.__call__
+
+    def slowly(self, study, trial) -> None:
+        time.sleep(3)
+        queue_again(self, study, trial)
+
+    monkeypatch.setattr(RetryHeartbeatStaleTrialCallback, "__call__", slowly)
+    options = WorkerOptions(
+        storage_url=parse_storage_url(url),
+        study_name="w",
+        device="cpu",
+        checkpoint_dir=str(tmp_path / "ck"),
+        heartbeat_s=1,
+        grace_s=2,
+        poll_s=0.5,
+    )
+    summary = run_worker(options, say=lambda line: None)
+    assert summary.states["COMPLETE"] == 1
+    states = [t.state for t in optuna.load_study(study_name="w", storage=url).trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
