@@ -231,8 +231,12 @@ class QueueTrialCache(_CachedStorage):
     and reads the others as Optuna does: the unfinished ones again, and those past the last
     finished trial id. That id is kept below the oldest WAITING trial, read first by an indexed
     query, so that a trial still WAITING now is read once it is taken, whoever takes it.
-    `get_all_trials` and `get_trials` of a study on this cache therefore list no WAITING trial;
-    `count_trials` counts them.
+    `get_all_trials` and `get_trials` of a study on this cache therefore list no WAITING trial
+    (but the retries that this process queued itself, which Optuna's `create_new_trial` puts in
+    the cache); `count_trials` counts them. Reads stay this small while trials are taken oldest
+    first, as the pop takes them; a WAITING trial older than finished ones (trials added to a
+    study by hand after its queue) makes each read take in the finished trials above it:
+    correct, and slower.
     """
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
