@@ -65,6 +65,7 @@ __all__ = [
     "suggest_fixed",
     "take_waiting_trial",
     "taken_over_if_finished",
+    "top_trials",
     "trial_by_number",
     "trial_id",
     "use_queue_cache",
@@ -80,6 +81,7 @@ _FIXED_PARAMS_ATTR = "fixed_params"  # what `enqueue_trial` stores in a queued t
 _RETRY_HISTORY_ATTR = "retry_history"  # what Optuna's retry callbacks store in a retry
 _ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where `optuna.artifacts.upload_artifact` lists a file
 TAKEN_BY_ATTR = "hpo:taken_by"  # which worker took a queued trial (system attribute)
+_POP_ATTEMPTS = 100  # rows a pop tries before it gives up (each one taken by another meanwhile)
 
 
 @contextmanager
@@ -158,27 +160,43 @@ def _take_oldest_waiting(
             )
             if own is not None:
                 return int(own[0]), int(own[1])
-        query = (
-            session.query(models.TrialModel)
-            .filter(
-                models.TrialModel.study_id == study_id,
-                models.TrialModel.state == TrialState.WAITING,
-            )
-            .order_by(models.TrialModel.trial_id)
-            .limit(1)
-        )
         lock = _row_lock(storage.engine)
-        if lock is not None:
-            query = query.with_for_update(skip_locked=lock == "skip locked")
-        trial = query.one_or_none()
-        if trial is None:
-            return None
-        trial.state = TrialState.RUNNING
-        trial.datetime_start = datetime.datetime.now()  # local time, as Optuna writes it
-        storage._set_trial_attr_without_commit(
-            session, models.TrialSystemAttributeModel, trial.trial_id, TAKEN_BY_ATTR, taker
+        for _ in range(_POP_ATTEMPTS):
+            query = (
+                session.query(models.TrialModel.trial_id, models.TrialModel.number)
+                .filter(
+                    models.TrialModel.study_id == study_id,
+                    models.TrialModel.state == TrialState.WAITING,
+                )
+                .order_by(models.TrialModel.trial_id)
+                .limit(1)
+            )
+            if lock is not None:
+                query = query.with_for_update(skip_locked=lock == "skip locked")
+            row = query.first()
+            if row is None:
+                return None
+            key, number = int(row[0]), int(row[1])
+            # Taken only if still WAITING, judged by the UPDATE's own read of the latest row:
+            # under load MariaDB's SKIP LOCKED select handed out a row that another pop had just
+            # taken (27 of 200 pops by 8 threads), which an unconditional UPDATE took again.
+            taken = session.execute(
+                sqlalchemy.update(models.TrialModel)
+                .where(
+                    models.TrialModel.trial_id == key,
+                    models.TrialModel.state == TrialState.WAITING,
+                )
+                .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if taken == 1:
+                storage._set_trial_attr_without_commit(
+                    session, models.TrialSystemAttributeModel, key, TAKEN_BY_ATTR, taker
+                )
+                return key, number
+        raise optuna.exceptions.StorageInternalError(
+            f"no queued trial could be taken in {_POP_ATTEMPTS} tries: every one was taken first"
         )
-        return int(trial.trial_id), int(trial.number)
 
 
 def _row_lock(engine: sqlalchemy.Engine) -> str | None:
@@ -333,6 +351,46 @@ def retry_histories(study: optuna.Study) -> list[list[int]]:
             return [list(json.loads(row[0])) for row in rows]
 
     return _retried(storage, query, "read the retries")
+
+
+def top_trials(study: optuna.Study, count: int) -> list[FrozenTrial]:
+    """The study's `count` COMPLETE trials of lowest value, lowest first, ties to the earliest
+    (hpo.record.ranking's order): one query that reads `count` rows, where ranking the cached
+    trials sorts them all. The trials themselves come from the trial cache (a finished trial
+    is read once)."""
+    storage = _database(study._storage)
+    if storage is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return sorted(complete, key=lambda t: (t.value, t.number))[:count]
+    key_of_study = study._study_id
+    value = models.TrialValueModel
+
+    def query() -> list[int]:
+        with _create_scoped_session(storage.scoped_session) as session:
+            rows = (
+                session.query(models.TrialModel.trial_id)
+                .join(value, value.trial_id == models.TrialModel.trial_id)
+                .filter(
+                    models.TrialModel.study_id == key_of_study,
+                    models.TrialModel.state == TrialState.COMPLETE,
+                    value.objective == 0,
+                )
+                .order_by(
+                    # Optuna's own order of values (its best-trial query): -inf, finite, +inf.
+                    sqlalchemy.case(
+                        (value.value_type == value.TrialValueType.INF_NEG, -1),
+                        (value.value_type == value.TrialValueType.FINITE, 0),
+                        else_=1,
+                    ),
+                    value.value,
+                    models.TrialModel.number,
+                )
+                .limit(count)
+                .all()
+            )
+            return [int(row[0]) for row in rows]
+
+    return [study._storage.get_trial(key) for key in _retried(storage, query, "rank trials")]
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:

@@ -29,7 +29,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
-from hpo.record.ranking import best_of
 from hpo.record.summary import describe_trial
 from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study
 from hpo.study.recovery import (
@@ -236,14 +235,16 @@ class _Worker:
         return True
 
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.states[trial.state.name] += 1
-        trials = study.get_trials(deepcopy=False)  # one read for the line and the pruning
-        self.say(describe_trial(trial, best_of(trials)))
-        if self.models is not None:
-            from hpo.trial.kept_models import prune_models
+        from hpo.trial.kept_models import PUSHED_OUT_WINDOW, prune_models
 
+        self.states[trial.state.name] += 1
+        # The top of the ranking, read by one query, for the line's best and the kept models.
+        keep = self.study.config.keep_models
+        ranking = optuna_internals.top_trials(study, max(keep + PUSHED_OUT_WINDOW, 1))
+        self.say(describe_trial(trial, ranking[0] if ranking else None))
+        if self.models is not None:
             try:
-                prune_models(trials, self.study.config.keep_models, self.models)
+                prune_models(trial, ranking, keep, self.models)
             except OSError as error:  # the next trial's pruning tries again
                 self.say(f"warning: kept models not pruned: {error}")
 

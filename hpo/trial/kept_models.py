@@ -18,7 +18,6 @@ import contextlib
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from optuna.trial import FrozenTrial
 
 import hpo
 from hpo.errors import UsageError
-from hpo.record.ranking import ranked
 from hpo.record.trial_record import TrialRecord
 from hpo.trial.folders import models_folder
 from model.atomic_file import write_atomically
@@ -110,22 +108,28 @@ def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) 
     return artifact_id
 
 
-def prune_models(trials: Iterable[FrozenTrial], keep: int, store: ModelStore) -> int:
-    """Remove the model files of all finished trials but the `keep` best COMPLETE ones, of the
-    study's `trials`; returns how many were removed. Running trials' files are left alone: they
-    may be the best yet."""
-    holders = {
-        trial.number: artifact_id
-        for trial in trials
-        if trial.state.is_finished()
-        and (artifact_id := TrialRecord.from_trial(trial).model_artifact) is not None
-    }
-    complete = ranked(t for t in trials if t.number in holders)
-    kept = {holders[trial.number] for trial in complete[:keep]}
+# How many trials below the kept ones a finished trial's worker looks at: those that trials
+# finishing at the same moment on other workers pushed out of the top together.
+PUSHED_OUT_WINDOW = 32
+
+
+def prune_models(
+    finished: FrozenTrial, ranking: list[FrozenTrial], keep: int, store: ModelStore
+) -> int:
+    """After `finished` ends: remove its model file unless it is among the `keep` best COMPLETE
+    trials, and the files of the trials that the newcomer (or others finishing meanwhile)
+    pushed out of them. `ranking`: the study's best COMPLETE trials, best first, at least
+    `keep + PUSHED_OUT_WINDOW` of them where the study has as many. Each finished trial's worker
+    does this once, so every file but the best `keep` goes, while each call reads only the top
+    of the ranking, not every trial. Returns how many files were removed. Running trials' files
+    are left alone: they may be the best yet."""
+    kept = {trial.number for trial in ranking[:keep]}
+    candidates = [finished, *ranking[keep:]]
     removed = 0
     artifacts = store.artifacts
-    for artifact_id in holders.values():
-        if artifact_id in kept:
+    for trial in candidates:
+        artifact_id = TrialRecord.from_trial(trial).model_artifact
+        if trial.number in kept or artifact_id is None:
             continue
         try:
             artifacts.remove(artifact_id)
