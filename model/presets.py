@@ -54,3 +54,6 @@ _STAGES = _stages()
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in _STAGES}
 DEFAULT_PRESET = "batchnorm"
+# The seed trained its stages with learning rate 0.1 and batch 128 (Q18), dropout 0.5 (Q29):
+# `hpo reproduce`'s values, and a search space's for what it does not tune.
+STAGE_LEARNING_RATE, STAGE_BATCH_SIZE, STAGE_DROPOUT = 0.1, 128, 0.5

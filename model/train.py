@@ -35,6 +35,25 @@ class TrainConfig:
     seed: int = 0
     speed: SpeedOptions = PLAIN
 
+    # The optimizer's settings: the tuned value where the hyper-parameters hold one, else the
+    # preset's (the seed's stages fix them by hand).
+    @property
+    def momentum(self) -> float:
+        tuned = self.hyperparams.momentum
+        return self.preset.momentum if tuned is None else tuned
+
+    @property
+    def lr_gamma(self) -> float | None:
+        """The ExponentialLR factor; None for a constant learning rate (no scheduler)."""
+        tuned = self.hyperparams.lr_gamma
+        gamma = self.preset.lr_gamma if tuned is None else tuned
+        return None if gamma is None or gamma == 1.0 else gamma
+
+    @property
+    def weight_decay(self) -> float:
+        tuned = self.hyperparams.weight_decay
+        return 0.0 if tuned is None else tuned
+
 
 # Called after every epoch; returning True stops training after that epoch.
 EpochCallback = Callable[[EpochMetrics], bool]
@@ -103,11 +122,12 @@ class Training:
         self.optimizer = torch.optim.SGD(
             network.parameters(),
             lr=config.hyperparams.learning_rate,
-            momentum=config.preset.momentum,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
         )
         self.scheduler = (
-            torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.preset.lr_gamma)
-            if config.preset.lr_gamma is not None
+            torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_gamma)
+            if config.lr_gamma is not None
             else None
         )
         # The run's epochs and its best one; the objective's epoch book reads the same history.

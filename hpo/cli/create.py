@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, non_negative_int, positive_int
@@ -35,7 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=default("patience"),
         help="stop after this many epochs without a lower test loss",
     )
-    parser.add_argument("--n-trials", type=positive_int, help="TPE budget (trials in all)")
+    parser.add_argument(
+        "--n-trials", type=positive_int, help="the sampler's budget (trials in all; not for grid)"
+    )
+    parser.add_argument(
+        "--space",
+        type=Path,
+        help="the search space, a YAML or JSON file: the parameters to tune (learning_rate, "
+        "batch_size, p_dropout, momentum, lr_gamma, weight_decay), each a range {low, high, "
+        "log, step}, a list of choices, or grid values (default: the seed's grid or ranges)",
+    )
     parser.add_argument(
         "--pruner",
         choices=PRUNERS,
@@ -71,7 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
+    from hpo.record.space import read_space
     from hpo.study.queue import create_study_at
+
+    space = None
+    if args.space is not None:
+        space = read_space(
+            args.space, sampler=args.sampler, has_dropout=PRESETS[args.preset].dropout
+        ).to_dict()
 
     config = StudyConfig(
         sampler=args.sampler,
@@ -86,11 +103,13 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
         subset=args.subset,
         validation=args.validation,
         keep_models=args.keep_models,
+        space=space,
     )
     _, created = create_study_at(storage_url, args.study, config)
     what = "created" if created else "exists with the same settings:"
+    tuned = f" over {', '.join(space)}" if space else ""
     print(
-        f"study {args.study!r} {what} {config.sampler} on {config.dataset} in "
+        f"study {args.study!r} {what} {config.sampler}{tuned} on {config.dataset} in "
         f"{storage_url.render()}"
     )
     return 0

@@ -6,10 +6,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
+from hpo.record.space import SearchSpace
 from model.data_spec import DATASETS, DataSpec
 from model.presets import DEFAULT_PRESET, PRESETS
 
-SAMPLERS = ("grid", "tpe")
+# Optuna's samplers by short name. Every one but the grid samples each trial when a worker takes
+# it from the study's queue of `n_trials` slots (hpo.study.queue).
+SAMPLERS = ("grid", "tpe", "gp", "cmaes", "random", "qmc")
 PRUNERS = ("none", "median", "hyperband")
 CONFIG_ATTR = "hpo_config"  # study user attr holding `StudyConfig.to_dict()`
 
@@ -31,6 +34,9 @@ class StudyConfig:
     keep_models: int = 3  # the best-epoch weights of this many best trials are kept
     # Set in a confirmation study (`hpo confirm`): the study whose winners it retrains.
     confirms: str | None = None
+    # The search space from `--space FILE` (SearchSpace.to_dict()); None: the seed's grid, or
+    # its ranges for the other samplers.
+    space: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         _choice("sampler", self.sampler, SAMPLERS)
@@ -51,12 +57,24 @@ class StudyConfig:
                 )
         if not isinstance(self.keep_models, int) or self.keep_models < 0:
             raise UsageError(f"--keep-models must be 0 or more, got {self.keep_models!r}")
-        if self.sampler == "tpe":
+        if self.sampler != "grid":
             if self.n_trials is None:
-                raise UsageError("--n-trials is required with --sampler tpe (the search budget)")
+                raise UsageError(
+                    f"--n-trials is required with --sampler {self.sampler} (the search budget)"
+                )
             _positive("n-trials", self.n_trials)
         elif self.n_trials is not None:
-            raise UsageError("--n-trials is for --sampler tpe; a grid study runs every grid point")
+            raise UsageError("--n-trials is for the samplers; a grid study runs every grid point")
+        if self.space is not None:
+            self.search_space  # noqa: B018  (checked: a UsageError naming the parameter)
+
+    @property
+    def search_space(self) -> SearchSpace | None:
+        if self.space is None:
+            return None
+        return SearchSpace.from_dict(
+            self.space, sampler=self.sampler, has_dropout=PRESETS[self.preset].dropout
+        )
 
     @property
     def data_spec(self) -> DataSpec:

@@ -8,10 +8,20 @@ from optuna.trial import FrozenTrial
 
 from hpo.record.trial_record import TrialRecord
 
+# Every tunable parameter, in the export's order, by the short name a trial's line gives it.
+SHORT_NAMES = (
+    ("learning_rate", "lr"),
+    ("batch_size", "bs"),
+    ("p_dropout", "p"),
+    ("momentum", "mom"),
+    ("lr_gamma", "gamma"),
+    ("weight_decay", "wd"),
+)
+
 
 def format_params(params: Mapping[str, object]) -> str:
     parts = []
-    for key, short in (("learning_rate", "lr"), ("batch_size", "bs"), ("p_dropout", "p")):
+    for key, short in SHORT_NAMES:
         if key in params:
             value = params[key]
             parts.append(f"{short}={value:.4g}" if isinstance(value, float) else f"{short}={value}")

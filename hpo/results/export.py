@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.record.config import StudyConfig
+from hpo.record.search_space import trial_hyperparams
 from hpo.record.trial_record import TrialRecord
 from hpo.results.confirmation import (
     EPOCH_RANGE,
@@ -26,7 +27,7 @@ from hpo.results.confirmation import (
 )
 from hpo.study.queue import best_trial, load_config
 from model.atomic_file import write_atomically
-from model.hyperparams import Hyperparams
+from model.hyperparams import EXTRA_PARAMS
 
 EXPORT_FORMATS = ("json", "yaml")
 
@@ -109,15 +110,22 @@ def export_of(
 ) -> dict[str, Any]:
     """The trial's export; `epoch`: another epoch than its best (a confirmation's mean), which
     the test-loss curve is then cut at."""
-    hyperparams = Hyperparams.from_params(best.params)
+    hyperparams = trial_hyperparams(best.params, config.preset, config.search_space)
     record = TrialRecord.from_trial(best)
     epoch = epoch or record.best_epoch
+    # The optimizer's settings that the study's search space tuned, after the seed's three.
+    tuned = {
+        name: value
+        for name, value in hyperparams.as_params().items()
+        if name in EXTRA_PARAMS and name in best.params
+    }
     return {
         "study": study_name,
         "trial": best.number,
         "learning_rate": hyperparams.learning_rate,
         "batch_size": hyperparams.batch_size,
         "p_dropout": hyperparams.p_dropout,
+        **tuned,
         "epoch": epoch,
         # With a validation split the trial's value is its validation loss; its record holds
         # the test loss of the same epoch.

@@ -34,6 +34,7 @@ from hpo.results.page import figure_html, html_page, section, table_html
 from hpo.results.ticks import integer_axis, integer_ticks
 from hpo.results.trial_figure import trial_curves
 from hpo.study.queue import best_trial, load_config
+from model.hyperparams import EXTRA_PARAMS
 
 TOP_TRIALS = 15
 
@@ -121,19 +122,23 @@ def _shown(key: str, value: Any) -> Any:
 
 
 def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:
+    top = ranked(complete)[:TOP_TRIALS]
+    # The optimizer's settings that a search space tuned, one column each.
+    extras = [name for name in EXTRA_PARAMS if any(name in t.params for t in top)]
     rows = [
         [
             t.number,
             t.params.get("learning_rate"),
             t.params.get("batch_size"),
             t.params.get("p_dropout"),
+            *(t.params.get(name) for name in extras),
             r.best_epoch,
             t.value,
             f"{100 * _or_nan(r.test_accuracy):.2f}%",
             r.epochs_run,
             r.stop_reason,
         ]
-        for t in ranked(complete)[:TOP_TRIALS]
+        for t in top
         for r in [TrialRecord.from_trial(t)]
     ]
     return table_html(
@@ -142,6 +147,7 @@ def _top_table(complete: list[FrozenTrial], loss_name: str) -> str:
             "learning rate",
             "batch",
             "dropout",
+            *(name.replace("_", " ") for name in extras),
             "best epoch",
             loss_name,
             "test accuracy",
@@ -370,6 +376,10 @@ def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
         dimensions.append(
             dict(label="dropout", values=[t.params.get("p_dropout", 0.0) for t in complete])
         )
+    for name in EXTRA_PARAMS:  # what a search space tuned besides the seed's three
+        values = [t.params.get(name) for t in complete]
+        if all(value is not None for value in values):
+            dimensions.append(dict(label=name.replace("_", " "), values=values))
     dimensions += [
         dict(
             label="best epoch",

@@ -23,7 +23,7 @@ from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
 from model.hyperparams import Hyperparams
 from model.metrics import EpochMetrics, best_epoch
-from model.presets import PRESETS
+from model.presets import PRESETS, STAGE_BATCH_SIZE, STAGE_DROPOUT, STAGE_LEARNING_RATE
 from model.speed import SpeedOptions
 from model.train import TrainConfig, Training
 
@@ -33,9 +33,9 @@ class ReproduceOptions:
     dataset: str = "digits"
     data_dir: str = "data"
     epochs: int = 30
-    learning_rate: float = 0.1
-    batch_size: int = 128
-    p_dropout: float = 0.5
+    learning_rate: float = STAGE_LEARNING_RATE
+    batch_size: int = STAGE_BATCH_SIZE
+    p_dropout: float = STAGE_DROPOUT
     seed: int = 0
     subset: int | None = None
     out: Path = Path("reproduce.html")

@@ -17,7 +17,7 @@ from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.kept_models import model_file_payload
 from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
-from model.hyperparams import Hyperparams
+from model.hyperparams import EXTRA_PARAMS, Hyperparams
 from model.model_file import ModelFileError, read_model_file, write_model_file
 from model.presets import PRESETS
 from model.speed import SpeedOptions
@@ -58,6 +58,8 @@ def read_params(path: Path) -> RetrainParams:
             learning_rate=float(_number(raw, "learning_rate", (int, float))),
             batch_size=_number(raw, "batch_size", int),
             p_dropout=_number(raw, "p_dropout", (int, float), required=False),
+            # The optimizer's settings, where the study's search space tuned them.
+            **{name: _number(raw, name, (int, float), required=False) for name in EXTRA_PARAMS},
         )
         epoch = _number(raw, "epoch", int)
         if epoch < 1:
@@ -170,6 +172,11 @@ def retrain(
         f"training {params.preset} on {params.dataset} ({pipeline.train_size} images) for "
         f"{params.epoch} epochs on {device}: learning_rate={hyperparams.learning_rate:.4g}, "
         f"batch_size={hyperparams.batch_size}, p_dropout={hyperparams.p_dropout}"
+        + "".join(
+            f", {name}={getattr(hyperparams, name):.4g}"
+            for name in EXTRA_PARAMS
+            if getattr(hyperparams, name) is not None
+        )
     )
     progress = EpochProgress(params.epoch)
     for metrics in run.epochs():

@@ -25,7 +25,9 @@ def status_text(storage: RDBStorage, study_name: str, grace_s: float = 60.0) -> 
     ended = (TrialState.COMPLETE, TrialState.PRUNED)
     records = {t.number: TrialRecord.from_trial(t) for t in trials}
     reasons = Counter(str(records[t.number].stop_reason) for t in trials if t.state in ended)
-    budget = f"budget {config.n_trials} trials" if config.sampler == "tpe" else "grid"
+    budget = f"budget {config.n_trials} trials" if config.sampler != "grid" else "grid"
+    if config.space is not None:
+        budget += ", tuning " + ", ".join(config.space)
     lines = [
         f"study {study_name!r}: {config.sampler} on {config.dataset}, preset {config.preset}, "
         f"up to {config.epochs} epochs, patience {config.patience}, pruner {config.pruner}, "

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import UsageError
 from hpo.record.config import CONFIG_ATTR, StudyConfig
 from hpo.record.ranking import ranked
+from hpo.record.space import listed_as_choices
 from hpo.record.trial_record import TrialRecord
 from hpo.study.queue import load_config, stored_config
 from storage import StorageURL, open_storage
@@ -67,6 +68,7 @@ def create_confirmation(storage_url: StorageURL, study_name: str, top: int, seed
             config,
             sampler="tpe",  # its trials come queued with every parameter: nothing is sampled
             n_trials=top * seeds,
+            space=None if config.space is None else listed_as_choices(config.space),
             pruner="none",
             keep_models=0,
             confirms=study_name,

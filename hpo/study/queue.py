@@ -17,7 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.samplers import (
+    BaseSampler,
+    CmaEsSampler,
+    GPSampler,
+    QMCSampler,
+    RandomSampler,
+    TPESampler,
+)
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -93,7 +100,8 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
     queued = study.get_trials(deepcopy=False)  # an interrupted creation's, if any
     if config.sampler == "grid":
         present = {Hyperparams.from_params(optuna_internals.queued_params(t)) for t in queued}
-        slots = [point.as_params() for point in grid_points(config.preset) if point not in present]
+        points = grid_points(config.preset, config.search_space)
+        slots = [point.as_params() for point in points if point not in present]
     else:
         slots = [{} for _ in range(len(queued), config.n_trials or 0)]
     # One bulk insert: what `enqueue_trial` writes per trial, without its round trips.
@@ -118,14 +126,31 @@ def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) 
     config = stored_config(storage, name)
     if config is None:
         raise UsageError(f"no study named {name!r} in this storage{_known_names(storage)}")
-    sampler: BaseSampler
+    return WorkQueueStudy(name, storage, config, build_sampler(config, sampler_seed))
+
+
+def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
+    """Optuna's sampler of the study, for one worker.
+
+    Each worker gets its own seed (None: fresh entropy), or workers sharing a seed would propose
+    the same points. What each does with the trials other workers are running (RELIABILITY.md):
+    TPE gives them a pessimistic value (its constant liar), GP takes their points into its
+    acquisition as pending, CMA-ES and random search draw afresh from their distribution. QMC is
+    the exception: its sequence is the study's (scrambled with the study's seed, every worker
+    the same), and Optuna hands out its points by a counter in the study.
+    """
     if config.sampler == "tpe":
-        # Each worker gets its own seed (None: fresh entropy), or workers sharing a seed would
-        # propose the same start-up points.
-        sampler = TPESampler(seed=sampler_seed)
-    else:
-        sampler = RandomSampler(seed=sampler_seed)  # never consulted: grid trials come queued
-    return WorkQueueStudy(name, storage, config, sampler)
+        return TPESampler(seed=sampler_seed)
+    if config.sampler == "gp":
+        return GPSampler(seed=sampler_seed)
+    if config.sampler == "cmaes":
+        # Categorical parameters (batch_size's choices) go to the independent sampler; say so
+        # once per worker, as Optuna does, rather than hide it.
+        return CmaEsSampler(seed=sampler_seed, warn_independent_sampling=True)
+    if config.sampler == "qmc":
+        return QMCSampler(seed=config.seed)
+    # random, and grid (never consulted: grid trials come queued with every parameter)
+    return RandomSampler(seed=sampler_seed)
 
 
 def load_config(storage: RDBStorage, name: str) -> StudyConfig:

@@ -77,7 +77,9 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
-        hyperparams = suggest(trial, self.config.sampler, self.config.preset)
+        hyperparams = suggest(
+            trial, self.config.sampler, self.config.preset, self.config.search_space
+        )
         # The trial as `study.ask` read it (with the parameters just suggested) serves the
         # checkpoint lineage, the pruner, and a seed that `hpo confirm` queued with it.
         frozen = optuna_internals.frozen_when_asked(trial)

@@ -101,7 +101,7 @@ def test_unknown_study_lists_the_known_ones(storage) -> None:
     ("changes", "message"),
     [
         ({"sampler": "tpe"}, "--n-trials is required"),
-        ({"n_trials": 4}, "--n-trials is for --sampler tpe"),
+        ({"n_trials": 4}, "--n-trials is for the samplers"),
         ({"epochs": 0}, "--epochs must be a positive integer"),
         ({"dataset": "imagenet"}, "invalid dataset"),
         ({"preset": "resnet"}, "invalid preset"),
