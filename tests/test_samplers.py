@@ -45,7 +45,10 @@ def test_every_sampler_runs_its_budget_with_two_workers_on_postgresql(
         for sampler in SAMPLERS
         for k in range(2)
     ]
-    finish(workers)
+    outputs = dict(zip([s for s in SAMPLERS for _ in range(2)], finish(workers), strict=True))
+    # What Optuna does with a categorical parameter under CMA-ES, said rather than hidden.
+    assert "Optuna samples batch_size independently, at random" in outputs["cmaes"]
+    assert "independently" not in outputs["tpe"]
     for sampler in SAMPLERS:
         trials = optuna.load_study(study_name=sampler, storage=postgres_url).trials
         assert len(trials) == BUDGET and all(t.state == TrialState.COMPLETE for t in trials)
