@@ -10,7 +10,8 @@ Written for a study's kept trials (their best-epoch weights), by `hpo export --m
     normalization  per-channel mean and std of the training images, pixel values in [0, 1]
     crop           the center crop of its input (None: the whole image)
     class_names    the label of each output, in order
-    params         learning_rate, batch_size, p_dropout
+    params         learning_rate, batch_size, p_dropout, momentum, lr_gamma, weight_decay (None:
+                   the preset's)
     best_epoch     the epoch these weights are from
     metrics        that epoch's metrics (test loss and accuracy, ...)
     versions       hpo, torch, optuna, python

@@ -133,7 +133,7 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
     """Optuna's sampler of the study, for one worker.
 
     Each worker gets its own seed (None: fresh entropy), or workers sharing a seed would propose
-    the same points. What each does with the trials other workers are running (RELIABILITY.md):
+    the same points. What each does with the trials other workers are running (README, Samplers):
     TPE gives them a pessimistic value (its constant liar), GP takes their points into its
     acquisition as pending, CMA-ES and random search draw afresh from their distribution. QMC is
     the exception: its sequence is the study's (scrambled with the study's seed, every worker
