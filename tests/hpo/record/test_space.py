@@ -61,6 +61,14 @@ def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None
     # The contract's keys, then the other tuned ones; p_dropout is the seed stage's 0.5.
     assert exported["momentum"] == best.params["momentum"] and exported["p_dropout"] == 0.5
     assert "lr_gamma" not in exported
+    # `hpo train --params` retrains with them, and its model file says so.
+    optimizers.clear()
+    model = tmp_path / "model.pt"
+    assert main(["train", "--params", str(export), "--device", "cpu", "--out", str(model)]) == 0
+    assert optimizers[0]["momentum"] == best.params["momentum"]
+    assert optimizers[0]["weight_decay"] == best.params["weight_decay"]
+    saved = torch.load(model, weights_only=True)["params"]
+    assert saved["momentum"] == best.params["momentum"] and saved["lr_gamma"] is None
 
 
 def test_a_grid_from_a_file_runs_its_product_and_a_constant_rate_is_null(tmp_path) -> None:
