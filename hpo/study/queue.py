@@ -6,8 +6,9 @@ exactly one worker (an atomic WAITING → RUNNING update under a row lock on Pos
 so however many workers share the study:
 - a grid study queues each grid point once: no point runs twice, as it would with Optuna's
   `GridSampler` in several workers;
-- a TPE study queues `n_trials` empty trials: the budget can never be overrun, and TPE samples
-  each trial's parameters when a worker takes it, seeing every trial finished or running by then.
+- a TPE (or other sampler's) study queues `n_trials` empty trials: the budget can never be
+  overrun, and the sampler samples each trial's parameters when a worker takes it, seeing every
+  trial finished or running by then.
 A failed or interrupted trial is queued again with the same parameters (Optuna's retry callback),
 so nothing is lost and nothing counts twice.
 """
@@ -39,7 +40,7 @@ from storage.creation_lock import creation_lock
 
 
 class NoWorkLeft(Exception):
-    """The study has nothing left to run: the grid is done or the TPE budget is spent."""
+    """The study has nothing left to run: the grid is done or the sampler's budget is spent."""
 
 
 class WorkQueueStudy(optuna.Study):
