@@ -16,6 +16,7 @@ with; `RetryFailedTrialCallback`, deprecated since Optuna 4.9, is its subclass),
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime
 import json
@@ -257,6 +258,21 @@ class QueueTrialCache(_CachedStorage):
     correct, and slower.
     """
 
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        # Per study, its COMPLETE trials as (value, number), lowest first (hpo.record.ranking's
+        # order), kept up to date as the cache reads trials finishing: the top K is a slice.
+        self._ranking: dict[int, list[tuple[float, int]]] = {}
+        self._ranked: dict[int, set[int]] = {}  # the trial ids in each ranking
+
+    def top(self, study_id: int, count: int) -> list[FrozenTrial]:
+        """The study's `count` COMPLETE trials of lowest value, lowest first, ties to the
+        earliest, as of a read of what changed since the last one."""
+        self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            trials = self._studies[study_id].trials
+            return [trials[number] for _, number in self._ranking.get(study_id, [])[:count]]
+
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         with self._lock:
             if study_id not in self._studies:
@@ -271,12 +287,29 @@ class QueueTrialCache(_CachedStorage):
                 trial_id_greater_than=study.last_finished_trial_id,
             )
             self._add_trials_to_cache(study_id, trials)
+            ranking = self._ranking.setdefault(study_id, [])
+            ranked = self._ranked.setdefault(study_id, set())
+            newly_complete = []
             for trial in trials:
                 if not trial.state.is_finished():
                     study.unfinished_trial_ids.add(trial._trial_id)
                     continue
                 study.last_finished_trial_id = max(study.last_finished_trial_id, trial._trial_id)
                 study.unfinished_trial_ids.discard(trial._trial_id)
+                # A finished trial can be read again (ids above the capped watermark): once.
+                if (
+                    trial.state == TrialState.COMPLETE
+                    and trial.value is not None
+                    and trial._trial_id not in ranked
+                ):
+                    ranked.add(trial._trial_id)
+                    newly_complete.append((trial.value, trial.number))
+            if len(newly_complete) > 16:
+                ranking.extend(newly_complete)
+                ranking.sort()
+            else:
+                for entry in newly_complete:
+                    bisect.insort(ranking, entry)
             if oldest_waiting is not None:
                 study.last_finished_trial_id = min(study.last_finished_trial_id, oldest_waiting - 1)
 
@@ -358,6 +391,8 @@ def top_trials(study: optuna.Study, count: int) -> list[FrozenTrial]:
     (hpo.record.ranking's order): one query that reads `count` rows, where ranking the cached
     trials sorts them all. The trials themselves come from the trial cache (a finished trial
     is read once)."""
+    if isinstance(study._storage, QueueTrialCache):
+        return study._storage.top(study._study_id, count)
     storage = _database(study._storage)
     if storage is None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

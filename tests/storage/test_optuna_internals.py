@@ -382,6 +382,12 @@ def test_the_queue_cache_sees_every_trial_another_process_takes_and_finishes(url
         (0, 10.0), (1, 11.0), (2, 12.0), (3, 0.0), (4, 1.0), (5, 2.0)
     ]  # fmt: skip
     assert study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) == []
+    # The top of the ranking, kept as the cache reads (each trial once, however often it is
+    # read again), is the database's: the same as the query on a study without the cache.
+    for _ in range(3):
+        top = [t.number for t in optuna_internals.top_trials(study, 4)]
+        assert top == [3, 4, 5, 0]
+    assert [t.number for t in optuna_internals.top_trials(other, 4)] == top
 
 
 def test_a_bulk_queue_is_what_enqueue_trial_makes(url: str) -> None:
