@@ -242,18 +242,20 @@ class _Worker:
         return True
 
     def _on_trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        from hpo.trial.kept_models import PUSHED_OUT_WINDOW, prune_models
-
         self.states[trial.state.name] += 1
-        # The top of the ranking, read by one query, for the line's best and the kept models.
+        # The top of the ranking, for the line's best and the kept models.
+        if self.models is None:
+            self.say(describe_trial(trial, next(iter(optuna_internals.top_trials(study, 1)), None)))
+            return
+        from hpo.trial.kept_models import PUSHED_OUT_WINDOW, prune_models  # brings torch
+
         keep = self.study.config.keep_models
-        ranking = optuna_internals.top_trials(study, max(keep + PUSHED_OUT_WINDOW, 1))
+        ranking = optuna_internals.top_trials(study, keep + PUSHED_OUT_WINDOW)
         self.say(describe_trial(trial, ranking[0] if ranking else None))
-        if self.models is not None:
-            try:
-                prune_models(trial, ranking, keep, self.models)
-            except OSError as error:  # the next trial's pruning tries again
-                self.say(f"warning: kept models not pruned: {error}")
+        try:
+            prune_models(trial, ranking, keep, self.models)
+        except OSError as error:  # the next trial's pruning tries again
+            self.say(f"warning: kept models not pruned: {error}")
 
     def _on_failure(self, number: int | None, error: Exception) -> None:
         requeue(self.study, number, self.options.outage_s)
