@@ -170,26 +170,19 @@ def _take_oldest_waiting(
             )
             if own is not None:
                 return int(own[0]), int(own[1])
-        lock = _row_lock(storage.engine)
         for _ in range(_POP_ATTEMPTS):
-            query = (
-                session.query(models.TrialModel.trial_id, models.TrialModel.number)
-                .filter(
-                    models.TrialModel.study_id == study_id,
-                    models.TrialModel.state == TrialState.WAITING,
-                )
-                .order_by(models.TrialModel.trial_id)
-                .limit(1)
-            )
-            if lock is not None:
-                query = query.with_for_update(skip_locked=lock == "skip locked")
+            query = _oldest_waiting(session, study_id).limit(1)
+            # PostgreSQL: concurrent pops pass each other's locked row. SQLite has no row locks
+            # (one writer at a time, and one worker per file: storage.sqlite_lock).
+            if storage.engine.dialect.name != "sqlite":
+                query = query.with_for_update(skip_locked=True)
             row = query.first()
             if row is None:
                 return None
             key, number = int(row[0]), int(row[1])
-            # Taken only if still WAITING, judged by the UPDATE's own read of the latest row:
-            # under load MariaDB's SKIP LOCKED select handed out a row that another pop had just
-            # taken (27 of 200 pops by 8 threads), which an unconditional UPDATE took again.
+            # Taken only if still WAITING, judged by the UPDATE's own read of the latest row
+            # (MariaDB's SKIP LOCKED select handed out rows other pops had taken: hence
+            # `_take_one_by_one` there).
             taken = session.execute(
                 sqlalchemy.update(models.TrialModel)
                 .where(
@@ -219,16 +212,7 @@ def _take_one_by_one(storage: RDBStorage, study_id: int, mark: str) -> tuple[int
 
     def candidates() -> list[tuple[int, int]]:
         with _create_scoped_session(storage.scoped_session) as session:
-            rows = (
-                session.query(models.TrialModel.trial_id, models.TrialModel.number)
-                .filter(
-                    models.TrialModel.study_id == study_id,
-                    models.TrialModel.state == TrialState.WAITING,
-                )
-                .order_by(models.TrialModel.trial_id)
-                .limit(_CANDIDATES)
-                .all()
-            )
+            rows = _oldest_waiting(session, study_id).limit(_CANDIDATES).all()
             return [(int(row[0]), int(row[1])) for row in rows]
 
     for _ in range(_POP_ATTEMPTS):
@@ -248,12 +232,16 @@ def _take_one_by_one(storage: RDBStorage, study_id: int, mark: str) -> tuple[int
 _CANDIDATES = 16  # the oldest WAITING trials a MySQL pop tries, per round
 
 
-def _row_lock(engine: sqlalchemy.Engine) -> str | None:
-    """How a pop on PostgreSQL or SQLite locks the row it takes (MySQL and MariaDB take theirs
-    one by one: `_take_one_by_one`): FOR UPDATE SKIP LOCKED on PostgreSQL, so that concurrent
-    pops pass each other's row; none on SQLite (one writer at a time, and one worker per file:
-    storage.sqlite_lock)."""
-    return None if engine.dialect.name == "sqlite" else "skip locked"
+def _oldest_waiting(session: Any, study_id: int) -> Any:
+    """The study's WAITING trials, (id, number), oldest first: the queue index's query."""
+    return (
+        session.query(models.TrialModel.trial_id, models.TrialModel.number)
+        .filter(
+            models.TrialModel.study_id == study_id,
+            models.TrialModel.state == TrialState.WAITING,
+        )
+        .order_by(models.TrialModel.trial_id)
+    )
 
 
 def _cache_running_trial(cache: BaseStorage, study_id: int, trial_id: int, number: int) -> None:

@@ -87,7 +87,9 @@ def _space_grid(preset: str, space: SearchSpace) -> list[Hyperparams]:
     defaults = _untuned(preset, space)
     listed = [(param.name, param.values or ()) for param in space.params]
     return [
-        _hyperparams({**defaults, **dict(zip([n for n, _ in listed], values, strict=True))})
+        Hyperparams.from_params(
+            {**defaults, **dict(zip([n for n, _ in listed], values, strict=True))}
+        )
         for values in itertools.product(*(values for _, values in listed))
     ]
 
@@ -111,7 +113,7 @@ def _suggest_in(trial: optuna.Trial, preset: str, space: SearchSpace) -> Hyperpa
             values[param.name] = trial.suggest_float(
                 param.name, param.low, param.high, step=param.step, log=param.log
             )
-    return _hyperparams(values)
+    return Hyperparams.from_params(values)
 
 
 def _untuned(preset: str, space: SearchSpace) -> dict[str, object]:
@@ -126,10 +128,6 @@ def _untuned(preset: str, space: SearchSpace) -> dict[str, object]:
     return {name: value for name, value in defaults.items() if name not in space.names}
 
 
-def _hyperparams(values: dict[str, object]) -> Hyperparams:
-    return Hyperparams.from_params(values)
-
-
 def trial_hyperparams(
     params: dict[str, object], preset: str, space: SearchSpace | None
 ) -> Hyperparams:
@@ -137,4 +135,4 @@ def trial_hyperparams(
     for what it does not tune."""
     if space is None:
         return Hyperparams.from_params(params)
-    return _hyperparams({**_untuned(preset, space), **params})
+    return Hyperparams.from_params({**_untuned(preset, space), **params})
