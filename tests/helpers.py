@@ -30,6 +30,8 @@ from model.hyperparams import Hyperparams
 from tests import preloaded
 
 REPO = Path(__file__).resolve().parent.parent
+# A search space whose trials do not diverge (tests/steady_space.yaml says why).
+STEADY_SPACE = REPO / "tests" / "steady_space.yaml"
 
 
 @dataclass(kw_only=True)

@@ -26,7 +26,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from tests import slurm
-from tests.helpers import REPO, assert_grid_exactly_once
+from tests.helpers import REPO, STEADY_SPACE, assert_grid_exactly_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SCRIPT = str(REPO / "examples" / "slurm" / "grid.sbatch")
@@ -34,7 +34,10 @@ HEARTBEAT_S, GRACE_S = 1, 4
 WORKER = f"--heartbeat {HEARTBEAT_S} --grace {GRACE_S} --poll 0.5"
 GRID = "--sampler grid --dataset synthetic --subset 10 --epochs 3 --patience 1 --preset momentum"
 # Trials long enough to be interrupted mid-way, neither stopped early nor pruned.
-LONG = "--dataset synthetic --subset 64 --epochs 40 --patience 40 --pruner none --sampler tpe"
+LONG = (
+    "--dataset synthetic --subset 64 --epochs 40 --patience 40 --pruner none --sampler tpe "
+    f"--space {STEADY_SPACE}"
+)
 
 
 @pytest.fixture(scope="module")
