@@ -169,6 +169,7 @@ def create_small_grid(
     )
     created = run_cli(*create)
     assert created.returncode == 0, created.stderr
+    assert f"grid ({len(grid_points(preset))} trials)" in created.stdout, created.stdout
     again = run_cli(*create)  # the same settings again: a no-op
     assert again.returncode == 0 and "exists with the same settings" in again.stdout
 

@@ -80,7 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# A queue this long takes seconds to write (about 1 s per 10,000 trials): say so first.
+ANNOUNCED_QUEUE = 20_000
+
+
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
+    from hpo.record.search_space import grid_points
     from hpo.record.space import read_space
     from hpo.study.queue import create_study_at
 
@@ -105,11 +110,18 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
         keep_models=args.keep_models,
         space=space,
     )
+    planned = (
+        len(grid_points(config.preset, config.search_space))
+        if config.sampler == "grid"
+        else config.n_trials or 0
+    )
+    if planned >= ANNOUNCED_QUEUE:
+        print(f"queuing {planned:,} trials …", flush=True)
     _, created = create_study_at(storage_url, args.study, config)
     what = "created" if created else "exists with the same settings:"
     tuned = f" over {', '.join(space)}" if space else ""
     print(
-        f"study {args.study!r} {what} {config.sampler}{tuned} on {config.dataset} in "
-        f"{storage_url.render()}"
+        f"study {args.study!r} {what} {config.sampler}{tuned} ({planned:,} trials) on "
+        f"{config.dataset} in {storage_url.render()}"
     )
     return 0

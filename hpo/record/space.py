@@ -96,6 +96,8 @@ def read_space(path: Path, *, sampler: str, has_dropout: bool) -> SearchSpace:
         text = path.read_text()
     except OSError as error:
         raise UsageError(f"cannot read --space {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--space {path} is not text (YAML or JSON in UTF-8)") from None
     try:
         entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:

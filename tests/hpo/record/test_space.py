@@ -112,6 +112,15 @@ def test_a_bad_space_is_one_line_naming_the_parameter_and_writes_nothing(
     )
 
 
+def test_a_space_file_that_is_not_text_is_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"learning_rate: {low: \xd0\xff}")  # not UTF-8: a binary file given by mistake
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create = ["create", "--storage", url, "--study", "s", "--sampler", "tpe", "--n-trials", "2"]
+    assert main([*create, "--space", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: --space {path} is not text (YAML or JSON in UTF-8)\n"
+
+
 def test_a_json_space_and_another_space_for_the_same_study(tmp_path: Path, capsys) -> None:
     space = json.dumps({"momentum": {"low": 0.8, "high": 0.99}})
     args = ["--sampler", "random", "--n-trials", "2"]
