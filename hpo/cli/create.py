@@ -115,9 +115,12 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
         if config.sampler == "grid"
         else config.n_trials or 0
     )
-    if planned >= ANNOUNCED_QUEUE:
-        print(f"queuing {planned:,} trials …", flush=True)
-    _, created = create_study_at(storage_url, args.study, config)
+
+    def queuing(count: int) -> None:
+        if count >= ANNOUNCED_QUEUE:
+            print(f"queuing {count:,} trials …", flush=True)
+
+    _, created = create_study_at(storage_url, args.study, config, queuing)
     what = "created" if created else "exists with the same settings:"
     tuned = f" over {', '.join(space)}" if space else ""
     print(

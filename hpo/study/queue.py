@@ -15,6 +15,7 @@ so nothing is lost and nothing counts twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -79,8 +80,14 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return best_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
+def create_study(
+    storage: RDBStorage,
+    name: str,
+    config: StudyConfig,
+    queuing: Callable[[int], None] | None = None,
+) -> bool:
     """Create the study and its queue; True if created, False if it was there with this config.
+    `queuing` is told how many trials are about to be queued (a long queue takes seconds).
 
     The config is stored last, once the queue is complete, so an interrupted creation is finished
     by running the same command again.
@@ -105,6 +112,8 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
         slots = [point.as_params() for point in points if point not in present]
     else:
         slots = [{} for _ in range(len(queued), config.n_trials or 0)]
+    if queuing is not None:
+        queuing(len(slots))
     # One bulk insert: what `enqueue_trial` writes per trial, without its round trips.
     optuna_internals.enqueue_many(storage, optuna_internals.study_id(study), slots)
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
@@ -112,7 +121,10 @@ def create_study(storage: RDBStorage, name: str, config: StudyConfig) -> bool:
 
 
 def create_study_at(
-    storage_url: StorageURL, name: str, config: StudyConfig
+    storage_url: StorageURL,
+    name: str,
+    config: StudyConfig,
+    queuing: Callable[[int], None] | None = None,
 ) -> tuple[RDBStorage, bool]:
     """`create_study` on the storage at `storage_url`, under the database's creation lock: every
     node of a cluster job may run the same creation at the same moment, and one queue results.
@@ -120,7 +132,7 @@ def create_study_at(
     with creation_lock(storage_url):
         storage = open_storage(storage_url, create=True)
         optuna_internals.ensure_queue_index(storage)  # also for a database made before it
-        return storage, create_study(storage, name, config)
+        return storage, create_study(storage, name, config, queuing)
 
 
 def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) -> WorkQueueStudy:

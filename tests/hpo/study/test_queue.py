@@ -28,8 +28,10 @@ def test_create_enqueues_every_grid_point_once(storage) -> None:
 
 def test_create_is_idempotent_and_refuses_other_settings(storage) -> None:
     config = StudyConfig(sampler="tpe", n_trials=5, dataset="digits")
-    assert create_study(storage, "s", config)
-    assert not create_study(storage, "s", config)
+    told: list[int] = []  # what the command line would announce
+    assert create_study(storage, "s", config, told.append)
+    assert not create_study(storage, "s", config, told.append)
+    assert told == [5]  # queued once, and only said when queuing
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 5  # the 5 slots
     with pytest.raises(UsageError, match=r"other settings: epochs: 20 \(stored 150\)"):
         create_study(
