@@ -66,8 +66,11 @@ def run_study(name: str, sampler: str, space: Path, trials: int | None, workers:
     `workers * seed + k` (workers that share a seed propose the same points); its wall
     seconds."""
     budget = ["--n-trials", str(trials)] if trials else []
+    # QMC's sequence is the study's, scrambled with the study's seed: seed s gets its own
+    # sequence through `hpo create --seed s`, which also seeds the training (0 for the others).
+    study_seed = ["--seed", str(seed)] if sampler == "qmc" else []
     _hpo("create", "--study", name, "--sampler", sampler, "--space", str(space), *budget, *TASK,
-         cwd=cwd, url=url)  # fmt: skip
+         *study_seed, cwd=cwd, url=url)  # fmt: skip
     started = time.perf_counter()
     processes = [
         subprocess.Popen(

@@ -2,8 +2,9 @@
 
 The exactly-once queue, the retry lineage and the stale-trial checks need a few things that
 Optuna (5.x) does not make public: popping one queued trial, the ids that its storage keys rows
-by, the heartbeat check, the names of the attributes its retry callbacks and artifacts write, and
-its table layout (for trials that never sent a heartbeat). Nothing else in the project touches a
+by, the heartbeat check, the names of the attributes its retry callbacks and artifacts write, its
+table layout (for trials that never sent a heartbeat), and the QMC sampler's point counter
+(SlotQMCSampler numbers the points by trial instead). Nothing else in the project touches a
 private Optuna name: when an Optuna release changes one of these, this module and its contract
 test (tests/storage/test_optuna_internals.py, run on SQLite, PostgreSQL and MariaDB) are where it
 shows, before a queue silently runs a grid point twice.
@@ -21,6 +22,7 @@ import copy
 import datetime
 import json
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +33,7 @@ import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.samplers import QMCSampler
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models
@@ -47,6 +50,7 @@ __all__ = [
     "PRIVATE_STORAGE_READS",
     "ArtifactStore",
     "QueueTrialCache",
+    "SlotQMCSampler",
     "artifact_attr",
     "check_still_running",
     "count_trials",
@@ -354,6 +358,37 @@ def use_queue_cache(study: optuna.Study) -> None:
     storage = _database(study._storage)
     if storage is not None:
         study._storage = QueueTrialCache(storage)
+
+
+class SlotQMCSampler(QMCSampler):
+    """Optuna's QMC sampler, whose point number k goes to trial number k.
+
+    Optuna's QMCSampler numbers its points by a counter in the study's attributes that it reads
+    and then writes, not atomically (its own comment says so): two workers sampling at the same
+    moment can take the same point. Here a point's index is its trial's number, which the storage
+    gives to one trial only: no two trials get the same point, whatever the workers' timing, and
+    a queue of budget slots made together takes the sequence's points in order. Nothing is written
+    per trial either. The trials that sample nothing (the first, sampled independently as
+    Optuna's does; a retry, which repeats its failed trial's point) leave their point unused.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sampling = threading.local()  # the number of the trial being sampled, per thread
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._sampling.number = trial.number
+        try:
+            return super().sample_relative(study, trial, search_space)
+        finally:
+            del self._sampling.number
+
+    def _find_sample_id(
+        self, study: optuna.Study, search_space: dict[str, BaseDistribution]
+    ) -> int:
+        return self._sampling.number
 
 
 def _oldest_waiting_id(storage: RDBStorage, study_id: int) -> int | None:

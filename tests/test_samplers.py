@@ -60,3 +60,5 @@ def test_every_sampler_runs_its_budget_with_two_workers_on_postgresql(
             assert points == {(0.01, 0.0), (0.01, 0.9), (0.1, 0.0), (0.1, 0.9)}
         else:
             assert {t.params["batch_size"] for t in trials} <= {8, 16}
+        if sampler == "qmc":  # trial k took the sequence's point k: none twice
+            assert len({tuple(sorted(t.params.items())) for t in trials}) == BUDGET

@@ -23,7 +23,6 @@ from optuna.samplers import (
     BaseSampler,
     CmaEsSampler,
     GPSampler,
-    QMCSampler,
     RandomSampler,
     TPESampler,
 )
@@ -148,9 +147,9 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
     Each worker gets its own seed (None: fresh entropy), or workers sharing a seed would propose
     the same points. What each does with the trials other workers are running (README, Samplers):
     TPE gives them a pessimistic value (its constant liar), GP takes their points into its
-    acquisition as pending, CMA-ES and random search draw afresh from their distribution. QMC is
-    the exception: its sequence is the study's (scrambled with the study's seed, every worker
-    the same), and Optuna hands out its points by a counter in the study.
+    acquisition as pending, CMA-ES and random search draw afresh from their distribution. QMC's
+    sequence is the study's (scrambled with the study's seed, every worker the same), and trial
+    number k takes its point k (SlotQMCSampler), so no two trials share a point.
     """
     if config.sampler == "tpe":
         return TPESampler(seed=sampler_seed)
@@ -161,7 +160,7 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
         # once per worker, as Optuna does, rather than hide it.
         return CmaEsSampler(seed=sampler_seed, warn_independent_sampling=True)
     if config.sampler == "qmc":
-        return QMCSampler(seed=config.seed)
+        return optuna_internals.SlotQMCSampler(seed=config.seed, scramble=True)
     # random, and grid (never consulted: grid trials come queued with every parameter)
     return RandomSampler(seed=sampler_seed)
 

@@ -6,8 +6,8 @@ over its storages. When an Optuna release changes one of them, a test here fails
 queue's exactly-once pop, a trial's attributes written in one commit, writes to a trial that
 another worker finished refused as TakenOver, `Study.optimize` around the queue's `ask`, the
 pruner's view of a trial given its values, the retry lineage,
-Optuna's stale-trial check, the check for trials that never sent a heartbeat, and the artifact
-listing that optuna-dashboard reads.
+Optuna's stale-trial check, the check for trials that never sent a heartbeat, the artifact
+listing that optuna-dashboard reads, and QMC's point per trial number.
 """
 
 from __future__ import annotations
@@ -442,6 +442,31 @@ def test_many_poppers_on_a_10000_trial_queue_never_take_one_trial_twice(
     }
     assert set(takers) == set(everything)
     assert all(takers[key] == f"taker-{slot}" for slot, keys in enumerate(popped) for key in keys)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_qmc_gives_trial_k_the_sequence_s_point_k_in_whatever_order_trials_sample() -> None:
+    """Optuna's QMCSampler counts its points in a study attribute that it reads, then writes: two
+    workers at once can take one point. SlotQMCSampler takes the trial's number as the point's
+    index: trial k gets the scrambled Sobol point k (scipy's, as Optuna draws it), here sampled
+    last to first, as workers may; no two trials share one. Also what shows a renamed
+    `_find_sample_id`: Optuna's counter would give trial 4 the first point."""
+    from scipy.stats import qmc
+
+    storage = optuna.storages.InMemoryStorage()
+    sampler = optuna_internals.SlotQMCSampler(seed=3, scramble=True)
+    study = optuna.create_study(storage=storage, sampler=sampler)
+    first = study.ask()  # sampled independently, as Optuna's: no space is known yet
+    first.suggest_float("x", 0, 1)
+    first.suggest_float("y", 0, 1)
+    study.tell(first, 0.0)
+    running = [study.ask() for _ in range(4)]  # trials 1 to 4, all running at once
+    drawn = {
+        t.number: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)) for t in running[::-1]
+    }
+    sequence = qmc.Sobol(2, seed=3, scramble=True).random(5)
+    assert drawn == {k: pytest.approx(tuple(sequence[k])) for k in range(1, 5)}
+    assert not storage.get_study_system_attrs(optuna_internals.study_id(study))  # no counter
 
 
 def test_the_queue_index_is_added_once(url: str) -> None:
