@@ -160,7 +160,11 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
         # once per worker, as Optuna does, rather than hide it.
         return CmaEsSampler(seed=sampler_seed, warn_independent_sampling=True)
     if config.sampler == "qmc":
-        return optuna_internals.SlotQMCSampler(seed=config.seed, scramble=True)
+        # Until a trial has suggested, the sampler knows no space and samples independently:
+        # on the worker's seed, or workers starting together would all draw the same point.
+        return optuna_internals.SlotQMCSampler(
+            seed=config.seed, scramble=True, independent_sampler=RandomSampler(seed=sampler_seed)
+        )
     # random, and grid (never consulted: grid trials come queued with every parameter)
     return RandomSampler(seed=sampler_seed)
 

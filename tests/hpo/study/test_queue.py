@@ -81,6 +81,20 @@ def test_tpe_budget_is_a_queue_of_n_trials_and_retries_do_not_count(storage) -> 
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_qmc_workers_that_start_together_draw_different_first_points(storage) -> None:
+    """Before any trial has suggested, QMC knows no space and samples independently: workers
+    starting at the same moment (both looked before either suggested) draw their first points
+    on their own seeds, not all the same one on the study's."""
+    create_study(storage, "q", StudyConfig(sampler="qmc", n_trials=4, dataset="synthetic"))
+    workers = [open_study(storage, "q", sampler_seed=seed) for seed in (0, 1)]
+    trials = [worker.ask() for worker in workers]
+    for trial in trials:
+        assert trial.relative_params == {}  # no space known yet: the independent sampler's turn
+    points = [trial.suggest_float("x", 0, 1) for trial in trials]
+    assert points[0] != points[1]
+
+
 def test_an_interrupted_creation_is_finished_by_the_same_command(storage) -> None:
     study = optuna.create_study(storage=storage, study_name="half")
     for point in grid_points("batchnorm")[:50]:  # creation died after 50 points
