@@ -22,7 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", type=Path, required=True, help="a file from hpo export (JSON or YAML)"
     )
-    parser.add_argument("--out", type=Path, help="save the trained model here (.pt)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        "--out",  # its first name, kept
+        dest="out",
+        type=Path,
+        help="save the trained model here (.pt)",
+    )
     parser.add_argument(
         "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
     )

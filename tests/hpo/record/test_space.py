@@ -64,7 +64,7 @@ def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None
     # `hpo train --params` retrains with them, and its model file says so.
     optimizers.clear()
     model = tmp_path / "model.pt"
-    assert main(["train", "--params", str(export), "--device", "cpu", "--out", str(model)]) == 0
+    assert main(["train", "--params", str(export), "--device", "cpu", "-o", str(model)]) == 0
     assert optimizers[0]["momentum"] == best.params["momentum"]
     assert optimizers[0]["weight_decay"] == best.params["weight_decay"]
     saved = torch.load(model, weights_only=True)["params"]
