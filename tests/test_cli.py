@@ -74,7 +74,7 @@ def _expect_usage_error(capsys, argv: list[str], fragment: str) -> None:
         (["worker", "--study", "s", "--device", "tpu"], "invalid --device"),
         (["worker", "--study", "s", "--device", "cuda:7"], "--device cuda:7"),
         (["export", "--study", "s", "--format", "xml"], "invalid choice"),
-        (["status"], "--study"),
+        (["worker"], "--study"),  # status and export take the one study; worker asks
         (["dashboard", "--artifact-dir", "missing/uploads"], "--artifact-dir missing/uploads"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -203,11 +203,17 @@ def test_the_cli_starts_without_importing_torch() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_report_without_study_names_the_studies_when_there_are_several(
+def test_without_study_status_export_and_report_take_the_one_study_or_name_several(
     existing: str, capsys
 ) -> None:
+    # One study: the commands that read one take it when --study is left out.
+    assert main(["status", "--storage", existing]) == 0
+    assert capsys.readouterr().out.startswith("study 's': tpe on synthetic")
+    assert main(["export", "--storage", existing, "--all"]) == 0  # no trial has run: the header
+    assert capsys.readouterr().out.startswith("trial,state,test_loss")
     create = ["create", "--storage", existing, "--study", "t", "--sampler", "tpe"]
     assert main([*create, "--n-trials", "2", "--dataset", "synthetic", "--subset", "40"]) == 0
     capsys.readouterr()
     several = "give --study: the database holds 2 (studies: s, t)"
-    _expect_usage_error(capsys, ["report", "--storage", existing], several)
+    for command in ("report", "status", "export"):
+        _expect_usage_error(capsys, [command, "--storage", existing], several)

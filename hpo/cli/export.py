@@ -18,6 +18,7 @@ HELP = (
     "winner's weights)"
 )
 TAKES_STORAGE, TAKES_STUDY = True, True
+ONLY_STUDY_BY_DEFAULT = True  # reads only: the database's one study when --study is left out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

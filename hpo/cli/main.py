@@ -2,8 +2,10 @@
 
 Argparse stops here: below it, everything takes typed config objects. Each command module has
 `HELP`, `TAKES_STORAGE` and `TAKES_STUDY` (whether it takes `--storage` and a required `--study`),
-`add_arguments(parser)` and `run(args, storage_url) -> exit status`. Command modules import what
-brings torch only inside `run`, so that the command line starts fast.
+`add_arguments(parser)` and `run(args, storage_url) -> exit status`; a command that only reads a
+study may set `ONLY_STUDY_BY_DEFAULT`, and its `--study` then defaults to the database's one
+study. Command modules import what brings torch only inside `run`, so that the command line
+starts fast.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from hpo.cli import (
 )
 from hpo.cli.options import Parser
 from hpo.errors import UsageError
-from storage import StorageError, parse_storage_url, resolve_storage_url
+from storage import StorageError, StorageURL, parse_storage_url, resolve_storage_url
 
 DESCRIPTION = (
     "Hyper-parameter optimization of the seed study's CIFAR-10 CNN on Optuna: create a study, "
@@ -71,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help="study database URL (default: $HPO_STORAGE, else sqlite:///hpo.db)",
             )
         if module.TAKES_STUDY:
-            sub.add_argument("--study", required=True, help="study name")
+            if getattr(module, "ONLY_STUDY_BY_DEFAULT", False):
+                sub.add_argument(
+                    "--study", help="study name (default: the database's study, if it holds one)"
+                )
+            else:
+                sub.add_argument("--study", required=True, help="study name")
         module.add_arguments(sub)
     return parser
 
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         storage_url = (
             parse_storage_url(resolve_storage_url(args.storage)) if module.TAKES_STORAGE else None
         )
+        if module.TAKES_STUDY and args.study is None:
+            args.study = _only_study(storage_url)
         return module.run(args, storage_url)
     except (UsageError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -92,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _only_study(storage_url: StorageURL | None) -> str:
+    from hpo.study.queue import only_study_name
+    from storage import open_storage
+
+    assert storage_url is not None, "a command that takes --study takes --storage"
+    return only_study_name(open_storage(storage_url))
 
 
 def _quiet_libraries() -> None:

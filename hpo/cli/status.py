@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 HELP = "trials by state, the best so far, and running trials"
 TAKES_STORAGE, TAKES_STUDY = True, True
+ONLY_STUDY_BY_DEFAULT = True  # reads only: the database's one study when --study is left out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
