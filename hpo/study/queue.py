@@ -156,9 +156,9 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
     if config.sampler == "gp":
         return GPSampler(seed=sampler_seed)
     if config.sampler == "cmaes":
-        # Categorical parameters (batch_size's choices) go to the independent sampler; say so
-        # once per worker, as Optuna does, rather than hide it.
-        return CmaEsSampler(seed=sampler_seed, warn_independent_sampling=True)
+        # Categorical parameters go to its independent sampler (sampled_independently); the
+        # worker says so once, since the command line silences Optuna's own warning.
+        return CmaEsSampler(seed=sampler_seed)
     if config.sampler == "qmc":
         # Until a trial has suggested, the sampler knows no space and samples independently:
         # on the worker's seed, or workers starting together would all draw the same point.
@@ -167,6 +167,17 @@ def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
         )
     # random, and grid (never consulted: grid trials come queued with every parameter)
     return RandomSampler(seed=sampler_seed)
+
+
+def sampled_independently(config: StudyConfig) -> list[str]:
+    """The parameters that the study's sampler leaves to Optuna's independent (random) sampler:
+    CMA-ES's categorical ones (a list of choices or grid values; the seed's batch sizes)."""
+    if config.sampler != "cmaes":
+        return []
+    space = config.search_space
+    if space is None:
+        return ["batch_size"]
+    return [param.name for param in space.params if param.values is not None]
 
 
 def load_config(storage: RDBStorage, name: str) -> StudyConfig:

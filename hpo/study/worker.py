@@ -29,9 +29,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
-from hpo.record.config import StudyConfig
 from hpo.record.summary import describe_trial
-from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study, sampled_independently
 from hpo.study.recovery import (
     StaleTrialWatch,
     queued_again,
@@ -200,7 +199,7 @@ class _Worker:
             f"[{', '.join(speed.names()) or 'plain fp32'}], {pipeline.train_size} training images, "
             f"checkpoints in {checkpoints.store.root.resolve()}"
         )
-        independent = _sampled_independently(config)
+        independent = sampled_independently(config)
         if independent:
             self.say(
                 f"note: CMA-ES does not model categorical parameters; Optuna samples "
@@ -289,17 +288,6 @@ class _Attempt:
         except TakenOver:
             self.taken_over = True
             raise
-
-
-def _sampled_independently(config: StudyConfig) -> list[str]:
-    """The parameters that the study's sampler leaves to Optuna's independent (random) sampler:
-    CMA-ES's categorical ones (a list of choices or grid values; the seed's batch sizes)."""
-    if config.sampler != "cmaes":
-        return []
-    space = config.search_space
-    if space is None:
-        return ["batch_size"]
-    return [param.name for param in space.params if param.values is not None]
 
 
 def _has_work(study: optuna.Study) -> bool:
