@@ -455,44 +455,12 @@ def retry_histories(study: optuna.Study) -> list[list[int]]:
 
 def top_trials(study: optuna.Study, count: int) -> list[FrozenTrial]:
     """The study's `count` COMPLETE trials of lowest value, lowest first, ties to the earliest
-    (hpo.record.ranking's order): one query that reads `count` rows, where ranking the cached
-    trials sorts them all. The trials themselves come from the trial cache (a finished trial
-    is read once)."""
+    (hpo.record.ranking's order): a slice of the ranking that a worker's trial cache keeps as it
+    reads trials finishing (QueueTrialCache), else of the cached trials sorted."""
     if isinstance(study._storage, QueueTrialCache):
         return study._storage.top(study._study_id, count)
-    storage = _database(study._storage)
-    if storage is None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return sorted(complete, key=lambda t: (t.value, t.number))[:count]
-    key_of_study = study._study_id
-    value = models.TrialValueModel
-
-    def query() -> list[int]:
-        with _create_scoped_session(storage.scoped_session) as session:
-            rows = (
-                session.query(models.TrialModel.trial_id)
-                .join(value, value.trial_id == models.TrialModel.trial_id)
-                .filter(
-                    models.TrialModel.study_id == key_of_study,
-                    models.TrialModel.state == TrialState.COMPLETE,
-                    value.objective == 0,
-                )
-                .order_by(
-                    # Optuna's own order of values (its best-trial query): -inf, finite, +inf.
-                    sqlalchemy.case(
-                        (value.value_type == value.TrialValueType.INF_NEG, -1),
-                        (value.value_type == value.TrialValueType.FINITE, 0),
-                        else_=1,
-                    ),
-                    value.value,
-                    models.TrialModel.number,
-                )
-                .limit(count)
-                .all()
-            )
-            return [int(row[0]) for row in rows]
-
-    return [study._storage.get_trial(key) for key in _retried(storage, query, "rank trials")]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(complete, key=lambda t: (t.value, t.number))[:count]
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:

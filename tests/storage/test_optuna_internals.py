@@ -383,7 +383,7 @@ def test_the_queue_cache_sees_every_trial_another_process_takes_and_finishes(url
     ]  # fmt: skip
     assert study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) == []
     # The top of the ranking, kept as the cache reads (each trial once, however often it is
-    # read again), is the database's: the same as the query on a study without the cache.
+    # read again), is the database's: the same as a study without the cache ranks.
     for _ in range(3):
         top = [t.number for t in optuna_internals.top_trials(study, 4)]
         assert top == [3, 4, 5, 0]
