@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, non_negative_int, positive_int
 from hpo.record.config import PRUNERS, SAMPLERS, StudyConfig
+from hpo.record.space import TUNABLE
 from model.data_spec import DATASETS
 from model.presets import PRESETS
 
@@ -42,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--space",
         type=Path,
-        help="the search space, a YAML or JSON file: the parameters to tune (learning_rate, "
-        "batch_size, p_dropout, momentum, lr_gamma, weight_decay), each a range {low, high, "
-        "log, step}, a list of choices, or grid values (default: the seed's grid or ranges)",
+        help="the search space, a YAML or JSON file: the parameters to tune "
+        f"({', '.join(TUNABLE)}), each a range {{low, high, log, step}}, a list of choices, or "
+        "grid values (default: the seed's grid or ranges)",
     )
     parser.add_argument(
         "--pruner",

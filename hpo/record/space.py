@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_value(name: str, value: Any, fail: Any) -> None:
+def check_value(name: str, value: Any, fail: Callable[[str], UsageError]) -> None:
     """A value the network and its optimizer can take."""
     if name == "lr_gamma" and value is None:
         return  # a constant learning rate
