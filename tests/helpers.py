@@ -97,6 +97,31 @@ def start_hpo(
     )
 
 
+# A worker's heartbeat and grace for tests of dead and frozen workers: seconds, not minutes.
+FAST_HEARTBEAT = ["--heartbeat", "1", "--grace", "3", "--poll", "0.5"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # one core each, for workers sharing the machine's two
+
+
+def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> preloaded.PreloadedProcess:
+    """A CPU `hpo worker` on one thread, with FAST_HEARTBEAT, checkpoints under `cwd`."""
+    return start_hpo(
+        *("worker", "--storage", storage, "--study", study, "--device", "cpu"),
+        *("--checkpoint-dir", str(cwd / "checkpoints"), *FAST_HEARTBEAT, *extra),
+        cwd=cwd,
+        env=ONE_THREAD,
+    )
+
+
+def finish(workers: list[preloaded.PreloadedProcess], timeout: float = 400) -> list[str]:
+    """Each worker's output once it has exited, asserting that it exited 0."""
+    outputs = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=timeout)
+        outputs.append(out)
+        assert worker.returncode == 0, out[-3000:]
+    return outputs
+
+
 def create_everywhere(url: str, cwd: Path, *settings: tuple[str, ...]) -> list[tuple[int, str]]:
     """Start one `hpo create` of the study `job` per settings at the same moment, as every node
     of a cluster job does; (exit status, output) of each."""

@@ -20,28 +20,19 @@ from optuna.trial import TrialState
 from storage import parse_storage_url
 from storage.optuna_internals import trial_id
 from tests.helpers import (
+    ONE_THREAD,
     STEADY_SPACE,
     assert_grid_exactly_once,
     check_finished_grid,
     create_small_grid,
+    finish,
     run_hpo,
     start_hpo,
+    start_worker,
 )
 from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-
-FAST_HEARTBEAT = ["--heartbeat", "1", "--grace", "3", "--poll", "0.5"]
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def start_worker(storage: str, study: str, cwd: Path, *extra: str) -> PreloadedProcess:
-    return start_hpo(
-        *("worker", "--storage", storage, "--study", study, "--device", "cpu"),
-        *("--checkpoint-dir", str(cwd / "checkpoints"), *FAST_HEARTBEAT, *extra),
-        cwd=cwd,
-        env=ONE_THREAD,
-    )
 
 
 def start_launcher(storage: str, study: str, cwd: Path, *extra: str) -> PreloadedProcess:
@@ -59,15 +50,6 @@ def create(storage: str, study: str, cwd: Path, *args: str) -> None:
         "create", "--storage", storage, "--study", study, "--dataset", "synthetic", *args, cwd=cwd
     )
     assert result.returncode == 0, result.stderr
-
-
-def finish(workers: list[PreloadedProcess], timeout: float = 400) -> list[str]:
-    outputs = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=timeout)
-        outputs.append(out)
-        assert worker.returncode == 0, out[-3000:]
-    return outputs
 
 
 def wait_for_epoch(storage: str, study_name: str, epoch: int, timeout: float = 120) -> None:

@@ -10,8 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.record.config import SAMPLERS
-from tests.helpers import run_hpo
-from tests.test_reliability import finish, start_worker
+from tests.helpers import finish, run_hpo, start_worker
 
 pytestmark = pytest.mark.slow
 
