@@ -30,13 +30,13 @@ from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
 from hpo.trial.epoch_book import build_pruner
 from hpo.trial.objective import EpochBook
 from hpo.trial.writer import TrialWriter
+from hpo.workqueue.optuna_private import trial_id
 from model.datasets import augment_spec, make_synthetic
 from model.hyperparams import Hyperparams
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.train import EpochMetrics, TrainConfig, Training
 from storage import open_storage, parse_storage_url
-from storage.optuna_internals import trial_id
 
 
 def _training() -> Training:

@@ -31,7 +31,7 @@ from pathlib import Path
 import optuna
 
 from bench.study_scale import fresh_database
-from hpo.results.comparison import Spending, spending
+from hpo.reports.comparison import Spending, spending
 
 MARGIN = 0.05  # "found it": a best loss within 5% of the full grid's
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")

@@ -42,11 +42,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.samplers import RandomSampler, TPESampler
 
 from hpo.record.config import StudyConfig
-from hpo.record.search_space import BATCH_SIZES, DROPOUTS, LEARNING_RATES, suggest
+from hpo.record.seed_grid import BATCH_SIZES, DROPOUTS, LEARNING_RATES, suggest
 from hpo.study.queue import NoWorkLeft, WorkQueueStudy, create_study, open_study
 from hpo.study.recovery import retry_callback
 from hpo.study.worker import WorkerOptions, _Worker
-from storage import open_storage, optuna_internals, parse_storage_url
+from hpo.workqueue.pop import ensure_queue_index
+from storage import open_storage, parse_storage_url
 
 WARM_UP = 5
 FINISHED_QUEUE = 60  # slots left queued in the finished-trials studies
@@ -131,7 +132,7 @@ def _tpe_study(url: str, name: str, slots: int) -> float:
     """A TPE study of `slots` queued trials, created as `hpo create` does; its seconds."""
     storage = open_storage(parse_storage_url(url), create=True)
     started = time.perf_counter()
-    optuna_internals.ensure_queue_index(storage)
+    ensure_queue_index(storage)
     create_study(storage, name, StudyConfig(sampler="tpe", n_trials=slots, dataset="synthetic"))
     return time.perf_counter() - started
 

@@ -42,7 +42,8 @@ def layer_table(
         if len(shape) == 3:  # C×H×W → the seed's H×W×C
             shape = (shape[1], shape[2], shape[0])
         weights = sum(p.numel() for p in module.parameters())
-        bias = module.bias.numel() if getattr(module, "bias", None) is not None else 0
+        module_bias = getattr(module, "bias", None)
+        bias = module_bias.numel() if isinstance(module_bias, torch.Tensor) else 0
         rows.append(
             LayerRow(name=f"{kind}{numbering}", output_shape=shape, weights=weights, bias=bias)
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,10 @@ class Training:
         self.network = network
         torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
         # The compiled module shares its parameters with `network`, which is what is saved.
-        self._step_network = torch.compile(network) if config.speed.compile else network
+        # torch.compile returns a module that runs compiled; typed as the module it wraps.
+        self._step_network: nn.Module = (
+            cast(nn.Module, torch.compile(network)) if config.speed.compile else network
+        )
         self.optimizer = torch.optim.SGD(
             network.parameters(),
             lr=config.hyperparams.learning_rate,
@@ -215,15 +218,21 @@ class Training:
         cuda = self.pipeline.device.type == "cuda"
         network = self.network.state_dict()
         optimizer = self.optimizer.state_dict()
-        reuse = (
+        if (
             into is not None
             and _same_layout(into.network, network)
             and _same_layout(into.optimizer, optimizer)
-        )
+        ):
+            network, optimizer = (
+                _copy_into(into.network, network),
+                _copy_into(into.optimizer, optimizer),
+            )
+        else:
+            network, optimizer = _to_cpu(network), _to_cpu(optimizer)
         return TrainState(
             history=list(self.history.epochs),
-            network=_copy_into(into.network, network) if reuse else _to_cpu(network),
-            optimizer=_copy_into(into.optimizer, optimizer) if reuse else _to_cpu(optimizer),
+            network=network,
+            optimizer=optimizer,
             scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
             cpu_rng=torch.get_rng_state(),
             data_rng=self.generator.get_state(),

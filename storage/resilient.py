@@ -6,9 +6,10 @@ the first such error and a trial's report fails. Here each call is retried with 
 `outage_s` seconds (a constructor argument; 0 for the commands that are not workers);
 `pool_pre_ping` (storage.urls) replaces the dead connections. A retried write whose first attempt
 did commit is harmless for every call the worker makes (upserts), except a state change, which is
-accepted when the trial already holds the state it was being given, and taking a queued trial,
-which marks the trial with this process's name so that a retry recognizes its own earlier commit
-(storage.optuna_internals.take_waiting_trial).
+accepted when the trial already holds the state it was being given. Taking a queued trial is the
+work queue's (hpo.workqueue.pop), which marks the trial with `taker` so that a retried pop
+recognizes its own earlier commit; a RUNNING state set through Optuna's own API keeps Optuna's
+contract (False for a trial that is not WAITING, UpdateFinishedTrialError for a finished one).
 """
 
 from __future__ import annotations
@@ -16,26 +17,22 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from storage.errors import TakenOver
-from storage.optuna_internals import (
-    PRIVATE_STORAGE_READS,
-    take_waiting_trial,
-    taken_over_if_finished,
-)
-from storage.retries import WaitsOutOutages
+from storage.errors import TakenOver, taken_over_if_finished
+from storage.retries import with_retries
 from storage.urls import DEFAULT_NETWORK_TIMEOUT_S, StorageURL
 
 # Methods a worker calls; creation-time writes (enqueueing a study's grid) are not retried, so a
 # lost acknowledgement can never enqueue a point twice.
+# (Optuna's private reads, which its trial cache calls, are retried by the work queue's cache.)
 _RETRIED = (
-    *PRIVATE_STORAGE_READS,  # what Optuna's own code reads through
     "get_study_id_from_name",
     "get_study_user_attrs",
     "get_study_system_attrs",
@@ -62,7 +59,13 @@ _TRIAL_WRITES = (
 )
 
 
-class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
+T = TypeVar("T")
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's RDB storage whose calls wait out an outage of up to `outage_s` seconds (0: a
+    call fails at once); `retried` does the same for the project's own queries."""
+
     def __init__(
         self,
         url: StorageURL,
@@ -71,9 +74,10 @@ class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
         network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
+        self.outage_s = outage_s
+        self._retrying = threading.local()  # per thread: inside a retried call
         super().__init__(
             url.secret(),
-            outage_s=outage_s,
             engine_kwargs=url.engine_kwargs(network_timeout_s),
             **kwargs,
         )
@@ -81,11 +85,19 @@ class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
         # ran a trial, and how a retried pop knows its own earlier commit.
         self.taker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
+    def retried(self, call: Callable[[], T], name: str) -> T:
+        """`call()`, tried again through an outage of up to `outage_s` seconds. Inside a call
+        that is retried already, the storage calls it makes are tried once: the outermost retry
+        owns the wait, so an outage is never waited out twice over."""
+        if getattr(self._retrying, "active", False):
+            return call()
+        self._retrying.active = True
+        try:
+            return with_retries(call, self.outage_s, name)
+        finally:
+            self._retrying.active = False
+
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        if state == TrialState.RUNNING and values is None:  # a queue pop (`Study.ask`)
-            return self.retried(
-                lambda: take_waiting_trial(self, trial_id, self.taker), "take a queued trial"
-            )
         first = True
 
         def attempt() -> bool:
@@ -95,7 +107,11 @@ class ResilientRDBStorage(WaitsOutOutages, RDBStorage):
                     return RDBStorage.set_trial_state_values(self, trial_id, state, values)
             except TakenOver:
                 # After a failed attempt, "already finished" may be our own earlier commit.
-                if not first and RDBStorage.get_trial(self, trial_id).state == state:
+                if (
+                    not first
+                    and state.is_finished()
+                    and RDBStorage.get_trial(self, trial_id).state == state
+                ):
                     return True
                 raise
             finally:

@@ -1,8 +1,8 @@
 """Retrying a database call through an outage: which errors may pass, and the back-off loop.
 
-Used by the storage that wraps Optuna's calls (storage.resilient) and by this project's own
-queries (storage.optuna_internals), so that both wait out a restarted or unreachable server the
-same way and say why on the `hpo.storage` logger.
+Used by the storage that wraps Optuna's calls (storage.resilient) and, through its `retried`, by
+the work queue's own queries, so that both wait out a restarted or unreachable server the same
+way and say why on the `hpo.storage` logger.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy
 from optuna.exceptions import StorageInternalError
@@ -100,16 +100,3 @@ def _unavailable(name: str) -> Callable[[Exception, float], str]:
         return f"database unavailable during {name} ({reason(error)}); retrying in {delay:.1f} s"
 
     return explain
-
-
-class WaitsOutOutages:
-    """A storage whose calls wait out a database outage of up to `outage_s` seconds: a
-    constructor argument (0: a call fails at once). Mixed into storage.resilient's storage, and
-    known by this name to storage.optuna_internals, whose own queries wait as long."""
-
-    def __init__(self, *args: Any, outage_s: float, **kwargs: Any) -> None:
-        self.outage_s = outage_s
-        super().__init__(*args, **kwargs)
-
-    def retried(self, call: Callable[[], T], name: str) -> T:
-        return with_retries(call, self.outage_s, name)

@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.record.search_space import grid_points
+from hpo.record.seed_grid import grid_points
 from model.hyperparams import Hyperparams
 from tests import preloaded
 

@@ -49,7 +49,7 @@ PRELOAD = (
     "hpo.study.worker",
     "hpo.study.launcher",
     "hpo.trial.objective",
-    "hpo.results.report",
+    "hpo.reports.report",
     "model.train",
 )
 _STATUS = struct.Struct("!i")  # the child's raw wait status, as os.waitpid gives it

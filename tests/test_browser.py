@@ -17,8 +17,8 @@ import pytest
 
 from hpo.cli import main
 from hpo.record.curves_artifact import curves_artifact_id
+from hpo.workqueue.optuna_private import trial_id
 from model.presets import PRESETS
-from storage.optuna_internals import trial_id
 from tests.browser import browse, render
 from tests.helpers import figure_traces, free_port, start_hpo, table_rows
 

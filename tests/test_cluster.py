@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpo.workqueue.queries import queued_params
 from model.hyperparams import Hyperparams
-from storage.optuna_internals import queued_params
 from tests.conftest import Database
 from tests.helpers import STEADY_SPACE, create_everywhere, free_port, run_cli, start_hpo
 

@@ -15,7 +15,7 @@ import pandas
 import pytest
 from optuna.trial import TrialState
 
-from hpo.results.confirmation import difference_interval, mean_interval
+from hpo.confirm.statistics import difference_interval, mean_interval
 from tests.helpers import figure_traces, run_cli, start_hpo
 
 

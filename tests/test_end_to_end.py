@@ -12,8 +12,8 @@ import pytest
 
 from hpo.cli.demo import DEMO_TRIALS
 from hpo.record.curves_artifact import curves_artifact_id
+from hpo.workqueue.optuna_private import trial_id
 from storage import open_storage, parse_storage_url
-from storage.optuna_internals import trial_id
 from tests.helpers import (
     check_export_against_study,
     check_finished_grid,

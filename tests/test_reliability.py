@@ -17,8 +17,8 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from hpo.workqueue.optuna_private import trial_id
 from storage import parse_storage_url
-from storage.optuna_internals import trial_id
 from tests.helpers import (
     ONE_THREAD,
     STEADY_SPACE,

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import positive_int
-from hpo.study.confirm import DEFAULT_SEEDS, DEFAULT_TOP
+from hpo.confirm.companion import DEFAULT_SEEDS, DEFAULT_TOP
 
 if TYPE_CHECKING:
     from storage import StorageURL
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.results.confirmation import confirmation_lines, load_confirmation
-    from hpo.study.confirm import confirmation_name, confirmation_of, create_confirmation
+    from hpo.confirm.companion import confirmation_name, confirmation_of, create_confirmation
+    from hpo.confirm.statistics import confirmation_lines, load_confirmation
     from hpo.study.queue import load_config
     from storage import open_storage
 

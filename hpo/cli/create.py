@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, non_negative_int, positive_int
 from hpo.record.config import PRUNERS, SAMPLERS, StudyConfig
-from hpo.record.space import TUNABLE
+from hpo.record.space_file import TUNABLE
 from model.data_spec import DATASETS
 from model.presets import PRESETS
 
@@ -86,8 +86,8 @@ ANNOUNCED_QUEUE = 20_000
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.record.search_space import grid_points
-    from hpo.record.space import read_space
+    from hpo.record.seed_grid import grid_points
+    from hpo.record.space_file import read_space
     from hpo.study.queue import create_study_at
 
     space = None

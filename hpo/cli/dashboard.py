@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, positive_int
-from hpo.results.dashboard import DashboardOptions, serve_dashboard
+from hpo.dashboard.server import DashboardOptions, serve_dashboard
 
 if TYPE_CHECKING:
     from storage import StorageURL

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hpo.cli.options import default_of, positive_int
 from hpo.record.config import StudyConfig
-from hpo.results.export import best_export, write_text
+from hpo.reports.export import best_export, write_text
 from hpo.study.queue import create_study_at
 from hpo.study.worker import WorkerOptions, run_worker
 from storage import StorageURL

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.errors import UsageError
-from hpo.results.export import EXPORT_FORMATS
+from hpo.reports.export import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from storage import StorageURL
@@ -45,13 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.results.export import best_export, render_export, write_text, write_winner_model
+    from hpo.reports.export import best_export, render_export, write_text, write_winner_model
     from storage import open_storage
 
     if args.all and args.model is not None:
         raise UsageError("--model writes the winner's weights; it does not go with --all")
     if args.all:
-        from hpo.results.trials_table import table_format, trials_table, write_table
+        from hpo.reports.trials_table import table_format, trials_table, write_table
 
         table_format(args.output)  # a bad file name fails before the study is read
         table = trials_table(open_storage(storage_url), args.study)

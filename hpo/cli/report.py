@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.results.comparison import build_comparison
-    from hpo.results.export import write_text
-    from hpo.results.report import build_report
+    from hpo.reports.comparison import build_comparison
+    from hpo.reports.export import write_text
+    from hpo.reports.report import build_report
     from hpo.study.queue import only_study_name
     from storage import open_storage
 

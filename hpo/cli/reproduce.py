@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
-    from hpo.results.reproduce import ReproduceOptions, reproduce, table_header
+    from hpo.runs.reproduce import ReproduceOptions, reproduce, table_header
     from hpo.trial.device import resolve_device, resolve_speed
 
     given = {

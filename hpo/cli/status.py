@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.results.status import status_text
+    from hpo.reports.status import status_text
     from storage import open_storage
 
     # Heartbeat settings let the stale check run; status itself sends none.
     storage = open_storage(storage_url, heartbeat_interval=1, grace_period=args.grace)
-    print(status_text(storage, args.study, args.grace))
+    print(status_text(storage, args.study))
     return 0

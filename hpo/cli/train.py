@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
-    from hpo.results.retrain import read_params, retrain, speed_for
+    from hpo.runs.retrain import read_params, retrain, speed_for
     from hpo.trial.device import resolve_device, resolve_speed
 
     params = read_params(args.params)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
-from hpo.record.space import SearchSpace
+from hpo.record.space_file import SearchSpace
 from model.data_spec import DATASETS, DataSpec
 from model.presets import DEFAULT_PRESET, PRESETS
 

@@ -1,13 +1,11 @@
 """The name of a trial's learning-curve figure among its optuna-dashboard artifacts.
 
 The worker lists the figure when its trial starts (hpo.trial.objective); the dashboard's artifact
-store draws it from the trial's stored curves when it is opened (hpo.results.trial_figure). No
+store draws it from the trial's stored curves when it is opened (hpo.figures.trial_figure). No
 file is uploaded: the artifact id stands for the trial.
 """
 
 from __future__ import annotations
-
-from storage import optuna_internals
 
 # optuna-dashboard's artifact URLs take hex digits and hyphens only; "cc-" starts no uuid4.
 CURVES_ID_PREFIX = "cc-"
@@ -28,13 +26,12 @@ def trial_id_of(artifact_id: str) -> int | None:
         return None
 
 
-def curves_artifact_attr(trial_id: int) -> dict[str, str]:
-    """The system attribute that lists the trial's learning-curve figure among its artifacts in
-    optuna-dashboard (the figure is drawn when asked for: no file is uploaded)."""
-    meta = {
+def curves_artifact_meta(trial_id: int) -> dict[str, str | None]:
+    """The listing of the trial's learning-curve figure among its artifacts in optuna-dashboard
+    (the figure is drawn when asked for: no file is uploaded)."""
+    return {
         "artifact_id": curves_artifact_id(trial_id),
         "filename": CURVES_FILENAME,
         "mimetype": "image/svg+xml",
         "encoding": None,
     }
-    return optuna_internals.artifact_attr(meta)

@@ -206,7 +206,7 @@ _STORED = tuple(f.name for f in fields(TrialRecord) if f.metadata.get("stored", 
 def curves_of(history: Iterable[EpochMetrics]) -> Curves:
     """The per-epoch curves of `history`, as stored (NaN and inf, not JSON, stored as null)."""
     epochs = list(history)
-    keys = CURVE_KEYS
+    keys: tuple[str, ...] = CURVE_KEYS
     if any(m.val_loss is not None for m in epochs):
         keys += VALIDATION_CURVE_KEYS
     return {key: [_json_float(getattr(m, key)) for m in epochs] for key in keys}

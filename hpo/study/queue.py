@@ -19,23 +19,22 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.samplers import (
-    BaseSampler,
-    CmaEsSampler,
-    GPSampler,
-    RandomSampler,
-    TPESampler,
-)
-from optuna.storages import RDBStorage
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.record.config import CONFIG_ATTR, StudyConfig
 from hpo.record.ranking import best_of
-from hpo.record.search_space import grid_points
+from hpo.record.seed_grid import grid_points
+from hpo.study.samplers import build_sampler
 from hpo.trial.epoch_book import build_pruner
+from hpo.workqueue.cache import use_queue_cache
+from hpo.workqueue.optuna_private import study_id, suggest_fixed
+from hpo.workqueue.pop import enqueue_many, ensure_queue_index, pop_waiting_trial_id
+from hpo.workqueue.queries import queued_params
 from model.hyperparams import Hyperparams
-from storage import StorageURL, open_storage, optuna_internals
+from storage import StorageURL, open_storage
 from storage.creation_lock import creation_lock
 
 
@@ -58,10 +57,10 @@ class WorkQueueStudy(optuna.Study):
         self.config = config
         self.rdb = storage  # Optuna wraps it in a cache; heartbeat queries need the database
         # A cache that reads past the queue: a trial's reads do not grow with the trials queued.
-        optuna_internals.use_queue_cache(self)
+        use_queue_cache(self)
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
-        trial_id = optuna_internals.pop_waiting_trial_id(self, getattr(self.rdb, "taker", None))
+        trial_id = pop_waiting_trial_id(self)
         if trial_id is None:
             raise NoWorkLeft()
         if self.rdb.get_heartbeat_interval() is not None:
@@ -70,7 +69,7 @@ class WorkQueueStudy(optuna.Study):
             self.rdb.record_heartbeat(trial_id)
         trial = optuna.Trial(self, trial_id)
         for name, distribution in (fixed_distributions or {}).items():
-            optuna_internals.suggest_fixed(trial, name, distribution)
+            suggest_fixed(trial, name, distribution)
         return trial
 
 
@@ -106,7 +105,7 @@ def create_study(
     )
     queued = study.get_trials(deepcopy=False)  # an interrupted creation's, if any
     if config.sampler == "grid":
-        present = {Hyperparams.from_params(optuna_internals.queued_params(t)) for t in queued}
+        present = {Hyperparams.from_params(queued_params(t)) for t in queued}
         points = grid_points(config.preset, config.search_space)
         slots = [point.as_params() for point in points if point not in present]
     else:
@@ -114,7 +113,7 @@ def create_study(
     if queuing is not None:
         queuing(len(slots))
     # One bulk insert: what `enqueue_trial` writes per trial, without its round trips.
-    optuna_internals.enqueue_many(storage, optuna_internals.study_id(study), slots)
+    enqueue_many(storage, study_id(study), slots)
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     return True
 
@@ -130,7 +129,7 @@ def create_study_at(
     Returns the storage and whether the study was created."""
     with creation_lock(storage_url):
         storage = open_storage(storage_url, create=True)
-        optuna_internals.ensure_queue_index(storage)  # also for a database made before it
+        ensure_queue_index(storage)  # also for a database made before it
         return storage, create_study(storage, name, config, queuing)
 
 
@@ -141,53 +140,14 @@ def open_study(storage: RDBStorage, name: str, sampler_seed: int | None = None) 
     return WorkQueueStudy(name, storage, config, build_sampler(config, sampler_seed))
 
 
-def build_sampler(config: StudyConfig, sampler_seed: int | None) -> BaseSampler:
-    """Optuna's sampler of the study, for one worker.
-
-    Each worker gets its own seed (None: fresh entropy), or workers sharing a seed would propose
-    the same points. What each does with the trials other workers are running (README, Samplers):
-    TPE gives them a pessimistic value (its constant liar), GP takes their points into its
-    acquisition as pending, CMA-ES and random search draw afresh from their distribution. QMC's
-    sequence is the study's (scrambled with the study's seed, every worker the same), and trial
-    number k takes its point k (SlotQMCSampler), so no two trials share a point.
-    """
-    if config.sampler == "tpe":
-        return TPESampler(seed=sampler_seed)
-    if config.sampler == "gp":
-        return GPSampler(seed=sampler_seed)
-    if config.sampler == "cmaes":
-        # Categorical parameters go to its independent sampler (sampled_independently); the
-        # worker says so once, since the command line silences Optuna's own warning.
-        return CmaEsSampler(seed=sampler_seed)
-    if config.sampler == "qmc":
-        # Until a trial has suggested, the sampler knows no space and samples independently:
-        # on the worker's seed, or workers starting together would all draw the same point.
-        return optuna_internals.SlotQMCSampler(
-            seed=config.seed, scramble=True, independent_sampler=RandomSampler(seed=sampler_seed)
-        )
-    # random, and grid (never consulted: grid trials come queued with every parameter)
-    return RandomSampler(seed=sampler_seed)
-
-
-def sampled_independently(config: StudyConfig) -> list[str]:
-    """The parameters that the study's sampler leaves to Optuna's independent (random) sampler:
-    CMA-ES's categorical ones (a list of choices or grid values; the seed's batch sizes)."""
-    if config.sampler != "cmaes":
-        return []
-    space = config.search_space
-    if space is None:
-        return ["batch_size"]
-    return [param.name for param in space.params if param.values is not None]
-
-
-def load_config(storage: RDBStorage, name: str) -> StudyConfig:
+def load_config(storage: BaseStorage, name: str) -> StudyConfig:
     config = stored_config(storage, name)
     if config is None:
         raise UsageError(f"no study named {name!r} in this storage{_known_names(storage)}")
     return config
 
 
-def stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> StudyConfig | None:
+def stored_config(storage: BaseStorage, name: str, missing_ok: bool = False) -> StudyConfig | None:
     """The study's config; None if there is no such study (or, with `missing_ok`, no config yet:
     a creation that did not finish)."""
     try:
@@ -205,7 +165,7 @@ def stored_config(storage: RDBStorage, name: str, missing_ok: bool = False) -> S
     return StudyConfig.from_dict(stored)
 
 
-def only_study_name(storage: RDBStorage) -> str:
+def only_study_name(storage: BaseStorage) -> str:
     """The database's one study, for a command given no --study; a UsageError naming them when
     it holds none or several."""
     names = _study_names(storage)
@@ -214,11 +174,11 @@ def only_study_name(storage: RDBStorage) -> str:
     return names[0]
 
 
-def _known_names(storage: RDBStorage) -> str:
+def _known_names(storage: BaseStorage) -> str:
     return _listed(_study_names(storage))
 
 
-def _study_names(storage: RDBStorage) -> list[str]:
+def _study_names(storage: BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 

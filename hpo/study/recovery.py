@@ -23,19 +23,28 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import optuna_internals
+from hpo.workqueue.optuna_private import (
+    database,
+    retried,
+    stale_trial_ids,
+    study_id,
+    study_storage,
+    trial_id,
+)
+from hpo.workqueue.queries import orphaned_trial_ids, retry_histories, trial_by_number
 from storage.errors import TakenOver
-from storage.retries import with_retries
 
 _log = logging.getLogger("hpo.worker")
+DEFAULT_GRACE_S = 60  # Optuna's own grace period when a storage is given none
 MAX_RETRIES = 3  # a trial that fails this often is left FAIL instead of queued again
 
 RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-def retry_callback(outage_s: float = 0.0) -> RetryCallback:
+def retry_callback() -> RetryCallback:
     """Optuna's retry (queue a failed trial again, at most MAX_RETRIES times), made safe to
-    repeat, and waiting out a database outage of up to `outage_s` seconds."""
+    repeat, and so waiting out a database outage as long as the study's storage waits (as one
+    retried call: the storage calls inside it do not wait on their own)."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -43,67 +52,69 @@ def retry_callback(outage_s: float = 0.0) -> RetryCallback:
             if not queued_again(study, trial.number):
                 retry(study, trial)
 
-        with_retries(attempt, outage_s, "queue a failed trial again")
+        storage = database(study_storage(study))
+        if storage is None:
+            attempt()
+        else:
+            retried(storage, attempt, "queue a failed trial again")
 
     return queue_again
 
 
 def queued_again(study: optuna.Study, number: int | None) -> bool:
     """Whether a retry of trial `number` exists already (made by whoever failed it)."""
-    return number is not None and any(
-        number in history for history in optuna_internals.retry_histories(study)
-    )
+    return number is not None and any(number in history for history in retry_histories(study))
 
 
-def requeue(study: optuna.Study, number: int | None, outage_s: float) -> None:
+def requeue(study: optuna.Study, number: int | None) -> None:
     """Fail trial `number` if it still runs, and queue its parameters again, so that the grid
     point or budget slot is not lost."""
     if number is None:
         return
-    trial = optuna_internals.trial_by_number(study, number)
+    trial = trial_by_number(study, number)
     if trial.state == TrialState.RUNNING:
         # Interrupted before Optuna recorded the failure.
         try:
             study.tell(number, state=TrialState.FAIL)
         except TakenOver:
             return  # another worker finished it (and queued it again) meanwhile
-        trial = optuna_internals.trial_by_number(study, number)
+        trial = trial_by_number(study, number)
     if trial.state == TrialState.FAIL:
-        retry_callback(outage_s)(study, trial)
+        retry_callback()(study, trial)
 
 
-def retry_dead_trials(
-    study: optuna.Study, storage: RDBStorage, grace_s: float, retry: RetryCallback
-) -> None:
+def retry_dead_trials(study: optuna.Study, storage: RDBStorage, retry: RetryCallback) -> None:
     """Fail and queue again the trials of dead workers: stale heartbeats (Optuna's check, which
-    calls the storage's stale-trial callback) and trials that never had one."""
+    calls the storage's stale-trial callback) and trials that never had one within the storage's
+    grace period."""
     fail_stale_trials(study)
-    for trial_id in _orphaned_trial_ids(study, storage, grace_s):
+    for orphan in _orphaned_trial_ids(study, storage):
         try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                retry(study, storage.get_trial(trial_id))
+            if storage.set_trial_state_values(orphan, state=TrialState.FAIL):
+                retry(study, storage.get_trial(orphan))
         except TakenOver:
             pass  # another worker got there first
 
 
-def stale_trial_numbers(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
-    """Running trials whose heartbeat is older than the grace period, or that never had one."""
+def stale_trial_numbers(study: optuna.Study, storage: RDBStorage) -> list[int]:
+    """Running trials whose heartbeat is older than the storage's grace period, or that never
+    had one."""
     running = {
-        optuna_internals.trial_id(t): t.number
+        trial_id(t): t.number
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     }
     if not running:
         return []
-    stale_ids = set(_orphaned_trial_ids(study, storage, grace_s))
+    stale_ids = set(_orphaned_trial_ids(study, storage))
     if storage.get_heartbeat_interval() is not None:
         # Optuna's own check, against the database server's clock.
-        study_id = optuna_internals.study_id(study)
-        stale_ids |= set(optuna_internals.stale_trial_ids(storage, study_id))
+        stale_ids |= set(stale_trial_ids(storage, study_id(study)))
     return sorted(running[tid] for tid in stale_ids if tid in running)
 
 
-def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage, grace_s: float) -> list[int]:
-    return optuna_internals.orphaned_trial_ids(storage, optuna_internals.study_id(study), grace_s)
+def _orphaned_trial_ids(study: optuna.Study, storage: RDBStorage) -> list[int]:
+    grace_s = storage.grace_period or DEFAULT_GRACE_S
+    return orphaned_trial_ids(storage, study_id(study), grace_s)
 
 
 class StaleTrialWatch:

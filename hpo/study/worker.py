@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.record.summary import describe_trial
-from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study, sampled_independently
+from hpo.study.queue import NoWorkLeft, WorkQueueStudy, open_study
 from hpo.study.recovery import (
     StaleTrialWatch,
     queued_again,
@@ -38,8 +38,11 @@ from hpo.study.recovery import (
     retry_callback,
     retry_dead_trials,
 )
+from hpo.study.samplers import sampled_independently
 from hpo.trial.preemption import Preempted, Preemption
-from storage import StorageURL, open_storage, optuna_internals
+from hpo.workqueue.cache import top_trials
+from hpo.workqueue.queries import count_trials
+from storage import StorageURL, open_storage
 from storage.errors import TakenOver
 from storage.retries import DEFAULT_OUTAGE_S
 from storage.sqlite_lock import one_worker_per_sqlite_file
@@ -93,7 +96,7 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             options.storage_url,
             heartbeat_interval=options.heartbeat_s,
             grace_period=options.grace_s,
-            stale_trial_callback=retry_callback(options.outage_s),
+            stale_trial_callback=retry_callback(),
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
@@ -127,12 +130,7 @@ class _Worker:
 
     def retry_dead_trials(self) -> None:
         with self._looking:
-            retry_dead_trials(
-                self.study,
-                self.study.rdb,
-                self.options.grace_s,
-                retry_callback(self.options.outage_s),
-            )
+            retry_dead_trials(self.study, self.study.rdb, retry_callback())
 
     def run(self, preemption: Preemption) -> WorkerSummary:
         objective, checkpoints = self._start(preemption)
@@ -212,13 +210,16 @@ class _Worker:
         trial ends is decided here."""
         attempt = _Attempt(objective)
         try:
-            optuna_internals.run_one_trial(self.study, attempt, [self._on_trial_done])
+            # `Study.optimize` alone runs Optuna's heartbeat thread and its stale-trial check. It
+            # calls `ask` outside its try block around the objective, so an `ask` that finds no
+            # work raises NoWorkLeft before any trial exists (the contract test checks it).
+            self.study.optimize(attempt, n_trials=1, catch=(), callbacks=[self._on_trial_done])
             self.failures_in_a_row = 0
         except NoWorkLeft:
             return False
         except (Preempted, KeyboardInterrupt) as stop:
             checkpoints.flush()  # the next worker resumes from the last epoch
-            requeue(self.study, attempt.number, self.options.outage_s)
+            requeue(self.study, attempt.number)
             if isinstance(stop, KeyboardInterrupt):
                 raise
             number = attempt.number
@@ -244,12 +245,12 @@ class _Worker:
         self.states[trial.state.name] += 1
         # The top of the ranking, for the line's best and the kept models.
         if self.models is None:
-            self.say(describe_trial(trial, next(iter(optuna_internals.top_trials(study, 1)), None)))
+            self.say(describe_trial(trial, next(iter(top_trials(study, 1)), None)))
             return
         from hpo.trial.kept_models import PUSHED_OUT_WINDOW, prune_models  # brings torch
 
         keep = self.study.config.keep_models
-        ranking = optuna_internals.top_trials(study, keep + PUSHED_OUT_WINDOW)
+        ranking = top_trials(study, keep + PUSHED_OUT_WINDOW)
         self.say(describe_trial(trial, ranking[0] if ranking else None))
         try:
             prune_models(trial, ranking, keep, self.models)
@@ -257,7 +258,7 @@ class _Worker:
             self.say(f"warning: kept models not pruned: {error}")
 
     def _on_failure(self, number: int | None, error: Exception) -> None:
-        requeue(self.study, number, self.options.outage_s)
+        requeue(self.study, number)
         self.states["FAIL"] += 1
         self.failures_in_a_row += 1
         self.say(f"trial {number} failed: {type(error).__name__}: {error}")
@@ -293,8 +294,8 @@ class _Attempt:
 def _has_work(study: optuna.Study) -> bool:
     """Trials queued, or running ones that could come back to the queue if their worker died."""
     states = (TrialState.WAITING, TrialState.RUNNING)
-    return optuna_internals.count_trials(study, states) > 0
+    return count_trials(study, states) > 0
 
 
 def _others_running(study: optuna.Study) -> bool:
-    return optuna_internals.count_trials(study, (TrialState.RUNNING,)) > 0
+    return count_trials(study, (TrialState.RUNNING,)) > 0

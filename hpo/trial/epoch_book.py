@@ -27,8 +27,9 @@ from optuna.trial import FrozenTrial
 
 from hpo.record.trial_record import Curves, TrialRecord, curves_of
 from hpo.trial.writer import TrialWriter
+from hpo.workqueue.optuna_private import trial_id
+from hpo.workqueue.trial_writes import with_intermediate_values
 from model.metrics import EpochHistory, EpochMetrics
-from storage import optuna_internals
 
 MEDIAN_STARTUP_TRIALS = 5
 MEDIAN_WARMUP_EPOCHS = 5
@@ -158,9 +159,9 @@ class EpochBook:
         # the trial at its first rung, comparing each new value there.
         pruner = self.trial.study.pruner
         if self.pruning_view is None or isinstance(pruner, _RUNG_PRUNERS):
-            self.pruning_view = self.trial.storage.get_trial(optuna_internals.trial_id(self.trial))
+            self.pruning_view = self.trial.storage.get_trial(trial_id(self.trial))
         reported = {m.epoch: m.selection_loss for m in self.history}
-        view = optuna_internals.with_intermediate_values(self.pruning_view, reported)
+        view = with_intermediate_values(self.pruning_view, reported)
         return pruner.prune(self.trial.study, view)
 
     def json_curves(self) -> Curves:

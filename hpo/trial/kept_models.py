@@ -31,12 +31,12 @@ import hpo
 from hpo.errors import UsageError
 from hpo.record.trial_record import TrialRecord
 from hpo.trial.folders import models_folder
+from hpo.workqueue.trial_writes import set_trial_attrs
 from model.atomic_file import write_atomically
 from model.metrics import EpochMetrics
 from model.model_file import ModelFileError, model_payload, read_model_file, write_model_file
 from model.pipeline import DevicePipeline
 from model.train import TrainConfig, network_args
-from storage import optuna_internals
 
 
 def library_versions() -> dict[str, str]:
@@ -104,7 +104,7 @@ def keep_model(trial: optuna.Trial, store: ModelStore, payload: dict[str, Any]) 
                 study_or_trial=trial,
                 mimetype="application/octet-stream",
             )
-    optuna_internals.set_trial_attrs(trial, TrialRecord(model_artifact=artifact_id).to_attrs())
+    set_trial_attrs(trial, TrialRecord(model_artifact=artifact_id).to_attrs())
     return artifact_id
 
 

@@ -12,21 +12,22 @@ import optuna
 import torch
 
 from hpo.record.config import StudyConfig
-from hpo.record.curves_artifact import curves_artifact_attr
+from hpo.record.curves_artifact import curves_artifact_meta
 from hpo.record.lineage import lineage
-from hpo.record.search_space import suggest
+from hpo.record.seed_grid import suggest
 from hpo.record.trial_record import TrialError, TrialRecord
 from hpo.trial.checkpoints import AsyncCheckpoints
 from hpo.trial.epoch_book import EpochBook
 from hpo.trial.kept_models import ModelStore, keep_model, model_file_payload
 from hpo.trial.preemption import Preempted, Preemption
 from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
+from hpo.workqueue.optuna_private import frozen_when_asked, trial_id
+from hpo.workqueue.trial_writes import artifact_attr, check_still_running, set_trial_attrs
 from model.metrics import EpochMetrics
 from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import PLAIN, SpeedOptions
 from model.train import TrainConfig, Training
-from storage import optuna_internals
 from storage.errors import TakenOver
 
 TAKEOVER_CHECK_S = 10.0  # how often a running trial checks that it is still its worker's
@@ -82,7 +83,7 @@ class Objective:
         )
         # The trial as `study.ask` read it (with the parameters just suggested) serves the
         # checkpoint lineage, the pruner, and a seed that `hpo confirm` queued with it.
-        frozen = optuna_internals.frozen_when_asked(trial)
+        frozen = frozen_when_asked(trial)
         queued = TrialRecord.from_trial(frozen)
         train_config = TrainConfig(
             hyperparams=hyperparams,
@@ -92,7 +93,7 @@ class Objective:
             speed=self.speed,
         )
         study_name = trial.study.study_name
-        trial_id = optuna_internals.trial_id(trial)
+        key_of_trial = trial_id(trial)
         key = lineage(frozen)
         resume = self.checkpoints.load(study_name, key) if self.checkpoints else None
         started = TrialRecord(
@@ -100,12 +101,13 @@ class Objective:
             speed=tuple(self.speed.names()),
             resumed_from_epoch=resume.epoch if resume is not None else None,
         )
-        optuna_internals.set_trial_attrs(
+        set_trial_attrs(
             trial,
             started.to_attrs(),
-            curves_artifact_attr(trial_id),  # the live figure, listed in optuna-dashboard
+            # the live figure, listed in optuna-dashboard
+            artifact_attr(curves_artifact_meta(key_of_trial)),
         )
-        writer = TrialWriter(trial.storage, trial_id, self.live_curves_s)
+        writer = TrialWriter(trial.storage, key_of_trial, self.live_curves_s)
         book = EpochBook(
             trial=trial,
             patience=self.config.patience,
@@ -133,7 +135,7 @@ class Objective:
             writer.close()
         writer.check()  # TakenOver if the writes were refused: the retry needs the checkpoint
         # Refused with TakenOver, writing nothing, if another worker failed the trial meanwhile.
-        optuna_internals.set_trial_attrs(trial, book.record().to_attrs())
+        set_trial_attrs(trial, book.record().to_attrs())
         if self.checkpoints is not None:
             self.checkpoints.remove(study_name, key)
         best = book.best
@@ -198,7 +200,7 @@ class Objective:
             if book.writer is not None:
                 book.writer.check()
             if time.monotonic() - last_check > TAKEOVER_CHECK_S:
-                optuna_internals.check_still_running(book.trial)
+                check_still_running(book.trial)
                 last_check = time.monotonic()
             if self.preemption.requested and self.checkpoints is not None:
                 self.checkpoints.flush()  # the next worker resumes from this epoch
@@ -210,4 +212,4 @@ def record_error(trial: optuna.Trial, error: BaseException) -> None:
     the failure can be read from the database, not only from one worker's output."""
     failed = TrialRecord(error=TrialError.of(error))
     with contextlib.suppress(Exception):  # the database may be what failed; keep the real error
-        optuna_internals.set_trial_attrs(trial, failed.to_attrs())
+        set_trial_attrs(trial, failed.to_attrs())

@@ -5,7 +5,7 @@ synchronous `trial.report` costs several database round trips (the trial row loc
 value written, a commit): 2 to 6 ms on PostgreSQL, a noticeable share of a 0.3 s epoch. Here the
 training thread only queues the write; the thread writes every intermediate value in order, and
 the newest curves snapshot at most once per `curves_interval_s` (the live figure in
-optuna-dashboard, see hpo.results.trial_figure). The pruning decision does not wait for the
+optuna-dashboard, see hpo.figures.trial_figure). The pruning decision does not wait for the
 database:
 the objective gives the study's pruner the trial's values as it knows them (hpo.trial.objective).
 

@@ -10,8 +10,10 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from storage import open_storage, optuna_internals, parse_storage_url
-from storage.optuna_internals import trial_id
+from hpo.workqueue.optuna_private import study_id, trial_id
+from hpo.workqueue.queries import orphaned_trial_ids
+from hpo.workqueue.trial_writes import set_trial_attrs
+from storage import open_storage, parse_storage_url
 from storage.resilient import ResilientRDBStorage
 from storage.retries import with_retries
 
@@ -108,8 +110,8 @@ def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) 
         return connect()
 
     monkeypatch.setattr(storage.engine, "connect", refuse_twice)
-    study_id = optuna_internals.study_id(study)
-    orphans = optuna_internals.orphaned_trial_ids(storage, study_id, grace_s=-5)
+    key_of_study = study_id(study)
+    orphans = orphaned_trial_ids(storage, key_of_study, grace_s=-5)
     assert len(refused) == 2 and orphans == [trial_id(trial)]
 
     original, attempts = RDBStorage._set_trial_attr_without_commit, []
@@ -121,6 +123,6 @@ def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) 
         return original(self, session, table, trial_id, key, value)
 
     monkeypatch.setattr(RDBStorage, "_set_trial_attr_without_commit", lose_the_connection_once)
-    optuna_internals.set_trial_attrs(trial, {"a": 1, "b": 2})
+    set_trial_attrs(trial, {"a": 1, "b": 2})
     assert attempts == ["a", "b", "a", "b"]
     assert storage.get_trial(trial_id(trial)).user_attrs == {"a": 1, "b": 2}

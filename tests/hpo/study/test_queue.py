@@ -4,11 +4,11 @@ from optuna.trial import TrialState
 
 from hpo.errors import UsageError
 from hpo.record.config import CONFIG_ATTR, StudyConfig
-from hpo.record.search_space import grid_points
+from hpo.record.seed_grid import grid_points
 from hpo.study.queue import NoWorkLeft, create_study, open_study
+from hpo.workqueue.queries import count_trials, queued_params
 from model.hyperparams import Hyperparams
-from storage import open_storage, optuna_internals, parse_storage_url
-from storage.optuna_internals import queued_params
+from storage import open_storage, parse_storage_url
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_tpe_budget_is_a_queue_of_n_trials_and_retries_do_not_count(storage) -> 
     study = open_study(storage, "t", sampler_seed=1)
     # A worker's study reads past the queue (QueueTrialCache): it counts WAITING trials instead.
     assert study.get_trials(states=(TrialState.WAITING,)) == []
-    assert optuna_internals.count_trials(study, (TrialState.WAITING,)) == 3
+    assert count_trials(study, (TrialState.WAITING,)) == 3
     first = study.ask()
     first.suggest_float("x", 0, 1)  # TPE samples when the trial is taken
     study.tell(first, state=TrialState.FAIL)

@@ -23,8 +23,9 @@ from hpo.study.recovery import (
     retry_dead_trials,
     stale_trial_numbers,
 )
+from hpo.workqueue.optuna_private import trial_id
+from hpo.workqueue.queries import queued_params
 from storage import open_storage, parse_storage_url
-from storage.optuna_internals import queued_params, trial_id
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def grid(tmp_path):
 
 def _seen(study: WorkQueueStudy) -> optuna.Study:
     """The study as a reader of the database sees it: a worker's own study does not list WAITING
-    trials (optuna_internals.QueueTrialCache)."""
+    trials (QueueTrialCache)."""
     return optuna.load_study(study_name=study.study_name, storage=study.rdb)
 
 
@@ -57,10 +58,12 @@ def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(grid) ->
     orphan = study.ask()  # `ask` records a first heartbeat; remove it, as a kill before it would
     with storage.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM trial_heartbeats")
-    retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
+    retry_dead_trials(study, storage, retry=retry_callback())
     assert _seen(study).trials[orphan.number].state == TrialState.RUNNING  # not yet past the grace
-    assert stale_trial_numbers(study, storage, grace_s=-5) == [orphan.number]
-    retry_dead_trials(study, storage, grace_s=-5, retry=retry_callback())
+    with storage.engine.begin() as connection:  # as if it was taken an hour ago
+        connection.exec_driver_sql("UPDATE trials SET datetime_start = '2000-01-01 00:00:00'")
+    assert stale_trial_numbers(study, storage) == [orphan.number]
+    retry_dead_trials(study, storage, retry=retry_callback())
     assert _seen(study).trials[orphan.number].state == TrialState.FAIL
     retry = _seen(study).trials[-1]
     assert retry.state == TrialState.WAITING and is_retry(retry)
@@ -75,8 +78,8 @@ def test_a_stale_heartbeat_is_failed_and_queued_again(grid) -> None:
     storage.record_heartbeat(trial_id(taken))
     with storage.engine.begin() as connection:  # as if the last heartbeat was an hour ago
         connection.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
-    assert stale_trial_numbers(study, storage, grace_s=3600) == [taken.number]
-    retry_dead_trials(study, storage, grace_s=3600, retry=retry_callback())
+    assert stale_trial_numbers(study, storage) == [taken.number]
+    retry_dead_trials(study, storage, retry=retry_callback())
     assert _seen(study).trials[taken.number].state == TrialState.FAIL
     assert lineage(_seen(study).trials[-1]) == taken.number
 
@@ -84,12 +87,12 @@ def test_a_stale_heartbeat_is_failed_and_queued_again(grid) -> None:
 def test_requeue_fails_a_running_trial_and_queues_it_once(grid) -> None:
     study, _ = grid
     trial = study.ask()
-    requeue(study, trial.number, outage_s=0)
-    requeue(study, trial.number, outage_s=0)  # repeated, as after a lost acknowledgement
+    requeue(study, trial.number)
+    requeue(study, trial.number)  # repeated, as after a lost acknowledgement
     assert _seen(study).trials[trial.number].state == TrialState.FAIL
     retries = [t for t in _seen(study).trials if is_retry(t)]
     assert len(retries) == 1 and queued_again(study, trial.number)
-    requeue(study, None, outage_s=0)  # no trial: nothing happens
+    requeue(study, None)  # no trial: nothing happens
     assert len(_seen(study).trials) == 17
 
 
@@ -98,7 +101,7 @@ def test_a_retry_of_a_retry_keeps_the_first_trials_lineage_up_to_the_limit(grid)
     first = study.ask()
     number = first.number
     for _ in range(MAX_RETRIES + 1):
-        requeue(study, number, outage_s=0)
+        requeue(study, number)
         retries = [t for t in _seen(study).trials if is_retry(t) and t.state == TrialState.WAITING]
         if not retries:
             break
@@ -116,7 +119,7 @@ def test_a_trial_finished_by_another_worker_is_left_alone(grid) -> None:
     study, _ = grid
     trial = study.ask()
     study.tell(trial, 0.5)
-    requeue(study, trial.number, outage_s=0)
+    requeue(study, trial.number)
     assert _seen(study).trials[trial.number].state == TrialState.COMPLETE
     assert not any(is_retry(t) for t in _seen(study).trials)
 

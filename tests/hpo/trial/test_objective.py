@@ -12,9 +12,9 @@ from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.epoch_book import MEDIAN_WARMUP_EPOCHS, build_pruner
 from hpo.trial.objective import EpochBook, Objective
 from hpo.trial.writer import TrialWriter
+from hpo.workqueue.optuna_private import sampler_view, trial_id
 from model.metrics import EpochMetrics
 from model.train import Training
-from storage.optuna_internals import sampler_view, trial_id
 
 
 def _metrics(epoch: int, test_loss: float) -> EpochMetrics:

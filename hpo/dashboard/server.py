@@ -1,0 +1,105 @@
+"""`hpo dashboard`: optuna-dashboard on the study storage, behind a token and read-only.
+
+On the loopback interface by default; anything else gets a warning. Every request needs the
+token that is printed in the URL at start (hpo.dashboard.access), and nothing that
+changes a study is allowed unless `allow_writes`. Its artifact store draws each trial's learning
+curves from the database (hpo.figures.trial_figure); `artifact_dir` keeps files uploaded through
+the dashboard, when writes are allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpo.dashboard.access import DashboardAccess, new_token
+from hpo.errors import UsageError
+from storage import StorageURL, open_storage
+
+LOOPBACK_NAMES = ("localhost",)
+TOKEN_ENV = "HPO_DASHBOARD_TOKEN"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DashboardOptions:
+    storage_url: StorageURL
+    host: str = "127.0.0.1"  # loopback only
+    port: int = 8080
+    artifact_dir: Path | None = None  # uploads through the dashboard; None: refused
+    checkpoint_dir: str | None = None  # the workers' folder: its models/ holds kept weights
+    token_file: Path | None = None  # the token's file; default: $HPO_DASHBOARD_TOKEN, else random
+    no_token: bool = False  # anyone who reaches the port may use it (a machine of one's own)
+    allow_writes: bool = False  # create, rename, delete, tell, notes, uploads
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(options: DashboardOptions) -> str | None:
+    """The token every request must carry: from `token_file`, else $HPO_DASHBOARD_TOKEN, else a
+    new random one; None with `no_token`."""
+    if options.no_token:
+        if options.token_file is not None:
+            raise UsageError("--no-token and --token-file contradict each other")
+        return None
+    if options.token_file is not None:
+        try:
+            token = options.token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read --token-file {options.token_file}: {error}") from None
+        if not token:
+            raise UsageError(f"--token-file {options.token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV, "").strip() or new_token()
+
+
+def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = print) -> None:
+    import bottle
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from hpo.figures.trial_figure import CurvesArtifactStore
+    from hpo.trial.folders import models_folder
+
+    token = resolve_token(options)
+    storage = open_storage(options.storage_url)
+    files = None
+    if options.artifact_dir is not None:
+        if not options.artifact_dir.is_dir():
+            raise UsageError(f"--artifact-dir {options.artifact_dir}: no such folder")
+        files = FileSystemArtifactStore(str(options.artifact_dir))
+    # Kept models are read from the workers' checkpoint folder (never written through here).
+    models = FileSystemArtifactStore(str(models_folder(options.checkpoint_dir)))
+    if not is_loopback(options.host):
+        say(
+            f"warning: listening on {options.host} exposes the dashboard to every machine that "
+            "can reach this one" + ("" if token else ", and with --no-token to anyone of them")
+        )
+    if token is None:
+        say(
+            "warning: --no-token: anyone who can reach this port can use the dashboard"
+            + (" and change or delete studies" if options.allow_writes else "")
+        )
+    app = DashboardAccess(
+        optuna_dashboard.wsgi(storage, artifact_store=CurvesArtifactStore(storage, files, models)),
+        token=token,
+        allow_writes=options.allow_writes,
+        port=options.port,
+    )
+    url = f"http://{options.host}:{options.port}/dashboard"
+    mode = "read and write" if options.allow_writes else "read-only"
+    say(
+        f"optuna-dashboard ({mode}) for {options.storage_url.render()} on "
+        + (f"{url}?token={token}" if token else url)
+        + " (Ctrl-C stops it)"
+    )
+    bottle.run(app, host=options.host, port=options.port, quiet=True)

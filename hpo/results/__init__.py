@@ -1,1 +1,0 @@
-"""What a study gives back: status, export, report, retraining, figures and text."""
