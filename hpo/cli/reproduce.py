@@ -43,9 +43,7 @@ def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
         for field in dataclasses.fields(ReproduceOptions)
         if getattr(args, field.name, None) is not None
     }
-    options = ReproduceOptions(**given)
-    if not 0 < options.learning_rate <= 10:
-        raise UsageError(f"--learning-rate must be in (0, 10], got {options.learning_rate}")
+    options = ReproduceOptions(**given)  # checked against hpo.record.limits
     if not options.out.parent.resolve().is_dir():
         raise UsageError(f"cannot write {options.out}: folder {options.out.parent} does not exist")
     device = resolve_device(args.device)

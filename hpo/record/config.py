@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
+from hpo.record.limits import check
 from hpo.record.space_file import SearchSpace
 from model.data_spec import DATASETS, DataSpec
 from model.presets import DEFAULT_PRESET, PRESETS
@@ -43,8 +44,8 @@ class StudyConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("pruner", self.pruner, PRUNERS)
         _choice("preset", self.preset, tuple(PRESETS))
-        _positive("epochs", self.epochs)
-        _positive("patience", self.patience)
+        check("epochs", self.epochs, "--epochs")
+        check("patience", self.patience, "--patience")
         if self.subset is not None:
             _positive("subset", self.subset)
         if self.validation is not None:

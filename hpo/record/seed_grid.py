@@ -1,18 +1,15 @@
 """The search space: the seed's grid (§1.4) and the same ranges for TPE.
 
-The only place that calls `trial.suggest_*`, and the one that says which hyper-parameters are in
-range (for a file given to `hpo train` as much as for a trial).
+The only place that calls `trial.suggest_*`. Which values are in range is hpo.record.limits'.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import optuna
 
-from hpo.errors import UsageError
-from hpo.record.space_file import SearchSpace, check_value
+from hpo.record.space_file import SearchSpace
 from model.hyperparams import Hyperparams
 from model.presets import PRESETS, STAGE_BATCH_SIZE, STAGE_DROPOUT, STAGE_LEARNING_RATE
 
@@ -21,8 +18,6 @@ from model.presets import PRESETS, STAGE_BATCH_SIZE, STAGE_DROPOUT, STAGE_LEARNI
 LEARNING_RATES = (1.0, 0.1, 0.01, 0.001)
 BATCH_SIZES = (64, 128, 256, 512)
 DROPOUTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-MAX_LEARNING_RATE = 10.0  # what `hpo train --params` accepts: ten times the grid's largest
-MAX_BATCH_SIZE = 4 * max(BATCH_SIZES)
 
 
 def grid_points(preset: str, space: SearchSpace | None = None) -> list[Hyperparams]:
@@ -60,27 +55,6 @@ def suggest(
     return Hyperparams(
         learning_rate=float(learning_rate), batch_size=int(batch_size), p_dropout=p_dropout
     )
-
-
-def check_in_range(params: Hyperparams, preset: str) -> None:
-    """Raise a usage error for hyper-parameters a run cannot take (the rules a search space's
-    values follow; a learning rate up to 10, ten times the seed's largest), or a dropout that
-    the preset does not have or needs."""
-    if not 0 < params.learning_rate <= MAX_LEARNING_RATE:
-        raise UsageError(
-            f"learning_rate {params.learning_rate} is outside (0, {MAX_LEARNING_RATE}]"
-        )
-    if not 1 <= params.batch_size <= MAX_BATCH_SIZE:
-        raise UsageError(f"batch_size {params.batch_size} is out of range")
-    if PRESETS[preset].dropout and params.p_dropout is None:
-        raise UsageError(f"preset {preset} has dropout, so p_dropout is needed")
-    for name, value in params.as_params().items():
-        if name not in ("learning_rate", "batch_size"):
-            check_value(name, value, functools.partial(_bad_value, name))
-
-
-def _bad_value(name: str, why: str) -> UsageError:
-    return UsageError(f"{name}: {why}")
 
 
 def _space_grid(preset: str, space: SearchSpace) -> list[Hyperparams]:

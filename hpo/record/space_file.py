@@ -14,15 +14,14 @@ seed's grid or its ranges (hpo.record.seed_grid), exactly as before files existe
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpo.errors import UsageError
+from hpo.record.limits import is_number, why_not
+from hpo.record.yaml_numbers import YAMLError, load_yaml
 
 # The names of the export (the seed's `best_params`) and of the preset's training settings.
 TUNABLE = ("learning_rate", "batch_size", "p_dropout", "momentum", "lr_gamma", "weight_decay")
@@ -100,8 +99,8 @@ def read_space(path: Path, *, sampler: str, has_dropout: bool) -> SearchSpace:
     except UnicodeDecodeError:
         raise UsageError(f"--space {path} is not text (YAML or JSON in UTF-8)") from None
     try:
-        entries = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
+        entries = json.loads(text) if path.suffix == ".json" else load_yaml(text)
+    except (ValueError, YAMLError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(
             f"--space {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}"
@@ -150,7 +149,7 @@ def _param(name: str, entry: Any, sampler: str, has_dropout: bool) -> ParamRange
         raise fail("a range needs both low and high")
     low, high = entry["low"], entry["high"]
     for bound in (low, high):
-        if not _is_number(bound):
+        if not is_number(bound):
             raise fail(f"low and high must be numbers, got {bound!r}")
         check_value(name, bound, fail)
     if low >= high:
@@ -162,7 +161,7 @@ def _param(name: str, entry: Any, sampler: str, has_dropout: bool) -> ParamRange
         raise fail(f"a log range needs low > 0, got {low}")
     step = entry.get("step")
     if step is not None:
-        if not _is_number(step) or step <= 0:
+        if not is_number(step) or step <= 0:
             raise fail(f"step must be a positive number, got {step!r}")
         if log:
             raise fail("a log range takes no step (Optuna's rule)")
@@ -174,30 +173,11 @@ def _param(name: str, entry: Any, sampler: str, has_dropout: bool) -> ParamRange
     return ParamRange(name=name, low=low, high=high, log=log, step=step)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_value(name: str, value: Any, fail: Callable[[str], UsageError]) -> None:
-    """A value the network and its optimizer can take."""
-    if name == "lr_gamma" and value is None:
-        return  # a constant learning rate
-    if not _is_number(value):
-        raise fail(f"{value!r} is not a number")
-    if name == "batch_size" and (not float(value).is_integer() or value < 1):
-        raise fail(f"a batch size is a whole number of at least 1, got {value!r}")
-    if name == "learning_rate" and value <= 0:
-        raise fail(f"a learning rate must be above 0, got {value!r}")
-    if name == "p_dropout" and not 0 <= value < 1:
-        raise fail(f"a dropout probability is in [0, 1), got {value!r}")
-    if name == "momentum" and not 0 <= value < 1:
-        raise fail(f"SGD momentum is in [0, 1), got {value!r}")
-    if name == "lr_gamma" and not 0 < value <= 1:
-        raise fail(
-            f"the per-epoch learning-rate factor is in (0, 1] (null: constant), got {value!r}"
-        )
-    if name == "weight_decay" and value < 0:
-        raise fail(f"weight decay must be 0 or more, got {value!r}")
+    """A value the network and its optimizer can take (hpo.record.limits)."""
+    why = why_not(name, value)
+    if why is not None:
+        raise fail(why)
 
 
 def listed_as_choices(space: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

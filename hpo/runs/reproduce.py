@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from hpo.figures.page import figure_html, html_page, table_html
 from hpo.figures.ticks import integer_axis
+from hpo.record.limits import check
 from hpo.reports.export import write_text
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.progress import EpochProgress
@@ -39,6 +40,10 @@ class ReproduceOptions:
     seed: int = 0
     subset: int | None = None
     out: Path = Path("reproduce.html")
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "batch_size", "p_dropout", "epochs"):
+            check(name, getattr(self, name), "--" + name.replace("_", "-"))
 
     @property
     def data_spec(self) -> DataSpec:

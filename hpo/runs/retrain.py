@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from hpo.errors import UsageError
 from hpo.record.config import StudyConfig
-from hpo.record.seed_grid import check_in_range
+from hpo.record.limits import check, check_hyperparams
+from hpo.record.yaml_numbers import YAMLError, load_yaml
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.kept_models import model_file_payload
 from hpo.trial.progress import EpochProgress
@@ -62,8 +62,7 @@ def read_params(path: Path) -> RetrainParams:
             **{name: _number(raw, name, (int, float), required=False) for name in EXTRA_PARAMS},
         )
         epoch = _number(raw, "epoch", int)
-        if epoch < 1:
-            raise UsageError(f"epoch must be 1 or more, got {epoch}")
+        check("epochs", epoch, "epoch")
         # The study's own checks of the dataset, preset, seed and subset, and the search
         # space's of the ranges.
         seed = _number(raw, "seed", int, required=False)
@@ -74,7 +73,7 @@ def read_params(path: Path) -> RetrainParams:
             subset=_number(raw, "subset", int, required=False),
             validation=_number(raw, "validation", int, required=False),
         )
-        check_in_range(hyperparams, config.preset)
+        check_hyperparams(hyperparams, config.preset)
         speed = raw.get("speed")
         if speed is not None and not (
             isinstance(speed, list) and all(isinstance(name, str) for name in speed)
@@ -113,12 +112,12 @@ def read_params(path: Path) -> RetrainParams:
 def _read_object(path: Path) -> dict[str, Any]:
     """The export as JSON or YAML (both of hpo export's formats; YAML reads JSON too)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"params file {path} not found (write one with hpo export -o)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read params file {path}: {error}") from None
-    except yaml.YAMLError as error:
+    except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UsageError(f"params file {path} is neither JSON nor YAML{where}") from None
@@ -135,8 +134,11 @@ def _number(
             raise UsageError(f"has no {name!r}")
         return None
     value = raw[name]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # `5e2`, as people write numbers: a whole number
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise UsageError(f"{name} must be a number, got {value!r}")
+        expected = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{name} must be {expected}, got {value!r}")
     return value
 
 

@@ -93,7 +93,7 @@ def test_a_grid_from_a_file_runs_its_product_and_a_constant_rate_is_null(tmp_pat
         ("momentum: {low: 0.9, high: 0.1}", "tpe", "momentum: low (0.9) must be below high"),
         ("weight_decay: {low: 0, high: 0.1, log: true}", "tpe", "weight_decay: a log range"),
         ("learning_rate: {low: 0.01, high: 0.1}", "grid", "learning_rate: a grid study needs"),
-        ("batch_size: {choices: [0, 64]}", "tpe", "batch_size: a batch size is a whole number"),
+        ("batch_size: {choices: [0, 64]}", "tpe", "batch_size: a batch size is in [1, 2048]"),
         ("p_dropout: {low: 0.2, high: 1.5}", "tpe", "p_dropout: a dropout probability"),
         ("lr_gamma: {grid: [0.9]}", "tpe", "lr_gamma: grid values are for --sampler grid"),
         ("momentum: [0.9]", "tpe", "momentum: give a range"),

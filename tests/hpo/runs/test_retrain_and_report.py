@@ -162,12 +162,12 @@ def test_export_model_of_a_trial_whose_weights_were_not_kept(digits_study, tmp_p
         (
             '{"learning_rate": 50, "batch_size": 64, "epoch": 3, "p_dropout": 0.5, '
             '"dataset": "digits", "preset": "batchnorm"}',
-            "learning_rate 50.0 is outside",
+            "learning_rate: a learning rate is in (0, 10], got 50.0",
         ),
         (
             '{"learning_rate": 0.01, "batch_size": 64, "epoch": 0, "p_dropout": 0.5, '
             '"dataset": "digits", "preset": "batchnorm"}',
-            "epoch must be 1 or more",
+            "epoch: a number of epochs is in [1, 100000], got 0",
         ),
         (
             '{"learning_rate": 0.01, "batch_size": 64, "epoch": 3, "p_dropout": 0.5, '
