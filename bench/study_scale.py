@@ -228,7 +228,7 @@ def _server_pids(port: int) -> list[int]:
 
 def ceiling(workers: int, seconds: float) -> tuple[float, float, int]:
     """Trials per second and server CPU (cores busy) with `workers` processes through PgBouncer."""
-    from tests.pooled_postgres import pooled_postgres
+    from tests.harness.pooled_postgres import pooled_postgres
 
     with pooled_postgres(max_connections=40, pool_size=20) as cluster:
         url = cluster.pooled_url()

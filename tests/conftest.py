@@ -109,24 +109,10 @@ def server_database(request: pytest.FixtureRequest) -> Database:
     return Database(kind=request.param, url=request.getfixturevalue(_FIXTURE_OF[request.param]))
 
 
-# The files that take longest on 2 cores (`--durations`: the demo, the fault tests, the pooled and
-# frozen workers, Chromium), started first: the two test processes take a file at a time, and the
-# quick files then fill in at the end instead of one process finishing a long file alone. (The
-# Slurm and partition files first too made a run slower on CPU-B, 10 min 14 s against 8 min 30 s:
-# their workers competed with the demo's for the 2 cores.)
-LONGEST_FIRST = (
-    "test_end_to_end.py",
-    "test_reliability.py",
-    "test_hung_node.py",
-    "test_pooling.py",
-    "test_browser.py",
-    "test_cluster.py",
-    "test_gpu_check_script.py",
-    "test_compose.py",
-    "test_confirm.py",
-)
+# Test order, by mark: the `slow` files (real processes, each a minute or more on 2 cores) are
+# started first, so that the two test processes, taking a file at a time, fill in with the quick
+# files at the end instead of one process finishing a long file alone.
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files whole

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from hpo.record.seed_grid import grid_points
 from model.hyperparams import Hyperparams
-from tests import preloaded
+from tests.harness import preloaded
 
 REPO = Path(__file__).resolve().parent.parent
 # A search space whose trials do not diverge (tests/steady_space.yaml says why).
@@ -56,7 +56,8 @@ def run_hpo(
     fresh: bool = False,
 ) -> Completed:
     """Run the real `hpo` command line in a process of its own, as a user would: forked from
-    the preloaded server (tests.preloaded), or a new interpreter (`fresh`), for what the start of
+    the preloaded server (tests.harness.preloaded), or a new interpreter (`fresh`), for what the
+    start of
     one must show."""
     if fresh:
         result = subprocess.run(
@@ -90,7 +91,7 @@ def start_hpo(
 ) -> preloaded.PreloadedProcess:
     """Start the real `hpo` command line in a process of its own (forked from the preloaded
     server); stdout and stderr piped together, or dropped. `launcher`: the module that runs it,
-    with its own arguments first (tests.freeze_at)."""
+    with its own arguments first (tests.harness.freeze_at)."""
     module, *launcher_args = launcher
     return preloaded.start(
         module, [*launcher_args, *args], cwd=cwd or REPO, env=_hpo_env(env), output=output

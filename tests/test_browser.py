@@ -1,7 +1,8 @@
 """What a person sees, in a real headless Chromium: the report pages, the stages page and
 optuna-dashboard with its learning-curve figure.
 
-Each figure is read off the drawn page (tests/browser.py): every legend entry's colour is drawn and
+Each figure is read off the drawn page (tests/harness/browser.py): every legend entry's colour is
+drawn and
 every drawn colour is in the legend, nothing leaves its axes, titles and ticks sit inside the
 figure and clear of the headings, ticks are round, and whole numbers where the quantity is one.
 """
@@ -19,7 +20,7 @@ from hpo.cli import main
 from hpo.record.curves_artifact import curves_artifact_id
 from hpo.workqueue.optuna_private import trial_id
 from model.presets import PRESETS
-from tests.browser import browse, render
+from tests.harness.browser import browse, render
 from tests.helpers import figure_traces, free_port, start_hpo, table_rows
 
 DASHBOARD_TOKEN = "browser-test-token"

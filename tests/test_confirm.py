@@ -44,6 +44,7 @@ def test_welch_difference_interval() -> None:
     assert overlapping.low < 0 < overlapping.high
 
 
+@pytest.mark.slow
 def test_confirm_with_real_workers_then_export_and_report(postgres_url: str, tmp_path: Path):
     url, study = postgres_url, ["--storage", postgres_url, "--study", "s"]
     created = run_cli(

@@ -2,7 +2,8 @@
 the others up for about the grace period only, on PostgreSQL and on MariaDB.
 
 Each moment is a study of its own in one database, all run at once: a worker runs until it stops
-itself at that moment (tests/freeze_at.py); then a second worker must finish the whole grid while
+itself at that moment (tests/harness/freeze_at.py); then a second worker must finish the whole grid
+while
 the first stays frozen. Before the server ended the frozen session (storage.session_limits), that
 second worker waited on the frozen transaction's row locks for as long as the freeze lasted.
 Woken afterwards, the frozen worker must leave its trial alone and exit 0, with every grid point
@@ -22,8 +23,8 @@ import pytest
 import sqlalchemy
 
 from tests.conftest import Database
+from tests.harness.preloaded import PreloadedProcess
 from tests.helpers import assert_grid_exactly_once, create_small_grid, start_hpo
-from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 HEARTBEAT_S, GRACE_S = 1, 3
@@ -141,7 +142,7 @@ def test_a_frozen_worker_holds_the_others_up_for_about_the_grace_period(
         frozen = start_hpo(
             *_worker_args(url, study, tmp_path),
             env={"OMP_NUM_THREADS": "1"},
-            launcher=("tests.freeze_at", pattern, str(occurrence)),
+            launcher=("tests.harness.freeze_at", pattern, str(occurrence)),
         )
         scenarios.append(Scenario(study=study, moment=moment, frozen=frozen))
     try:

@@ -1,5 +1,6 @@
 """A worker on a node that loses the network, for real: its own network namespace, joined to this
-host by a veth pair, and a relay to the database server (tests.netns); the network cut at a chosen
+host by a veth pair, and a relay to the database server (tests.harness.netns); the network cut at a
+chosen
 moment by dropping packets silently, in both directions or only the replies, then healed.
 
 What must hold, at every moment: the other worker takes the cut-off worker's trial over after
@@ -22,9 +23,9 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from tests import netns
+from tests.harness import netns
+from tests.harness.preloaded import PreloadedProcess
 from tests.helpers import assert_grid_exactly_once, create_small_grid, start_hpo
-from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 HEARTBEAT_S, GRACE_S, PARTITION_S = 1, 4, 15
@@ -34,7 +35,7 @@ PRESET = "momentum"  # a 16-point grid
 @dataclass(frozen=True)
 class Moment:
     label: str
-    pattern: str  # tests.freeze_at's moment: a statement inside a transaction, or "-"
+    pattern: str  # tests.harness.freeze_at's moment: a statement inside a transaction, or "-"
     occurrence: int
     direction: netns.Direction
     holds_trial: bool = True  # whether a trial of its was running, for the others to take over
@@ -160,7 +161,7 @@ def test_a_cut_off_worker_notices_comes_back_and_the_others_take_over(
                 *_worker_args(_through(url, node.relay_to(port)), study, tmp_path),
                 env={"OMP_NUM_THREADS": "1"},
                 launcher=(
-                    "tests.cut_at",
+                    "tests.harness.cut_at",
                     node.name,
                     moment.pattern,
                     str(moment.occurrence),

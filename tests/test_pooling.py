@@ -15,6 +15,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.harness.pooled_postgres import (
+    POOL_SETTINGS,
+    Missing,
+    PooledPostgres,
+    as_postgres,
+    pooled_postgres,
+    private_folder,
+    wait_for_pooler,
+)
+from tests.harness.preloaded import PreloadedProcess
 from tests.helpers import (
     REPO,
     check_finished_grid,
@@ -24,16 +34,6 @@ from tests.helpers import (
     run_cli,
     start_hpo,
 )
-from tests.pooled_postgres import (
-    POOL_SETTINGS,
-    Missing,
-    PooledPostgres,
-    as_postgres,
-    pooled_postgres,
-    private_folder,
-    wait_for_pooler,
-)
-from tests.preloaded import PreloadedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 WORKERS = 16

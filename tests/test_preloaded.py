@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import preloaded
+from tests.harness import preloaded
 from tests.helpers import run_hpo
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,5 +1,6 @@
 """`hpo` under a real Slurm: a private cluster of several `slurmd` nodes on this machine
-(tests.slurm), the shipped batch script (examples/slurm/grid.sbatch) as a user submits it, and
+(tests.harness.slurm), the shipped batch script (examples/slurm/grid.sbatch) as a user submits it,
+and
 one PostgreSQL study per scenario. The jobs train on the CPU: the cluster's GPUs are device files
 for the scheduler to hand out (each task gets its CUDA_VISIBLE_DEVICES), which nothing opens.
 
@@ -25,7 +26,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from tests import slurm
+from tests.harness import slurm
 from tests.helpers import REPO, STEADY_SPACE, assert_grid_exactly_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -85,10 +86,10 @@ class Submission:
         """The study's trials; none before a task of the job has created it. Read through one
         storage (one connection pool): a new one per look would hold connections of the
         server, which every test shares, until they were collected."""
-        if self._storage is None:
-            self._storage = optuna.storages.RDBStorage(self.url)
+        if self._optuna_storage is None:
+            self._optuna_storage = optuna.storages.RDBStorage(self.url)
         try:
-            return optuna.load_study(study_name=self.study, storage=self._storage).trials
+            return optuna.load_study(study_name=self.study, storage=self._optuna_storage).trials
         except KeyError:
             return []
 

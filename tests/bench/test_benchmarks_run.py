@@ -7,6 +7,8 @@ would waste one. These runs time nothing that is asserted; the ratios are for BE
 import math
 import shlex
 
+import pytest
+
 from bench import (
     bookkeeping,
     data_pipeline,
@@ -55,6 +57,7 @@ def test_precision() -> None:
     assert all(math.isfinite(result[key]) for key in ("loss_diff", "loss_2se", "loss_spread"))
 
 
+@pytest.mark.slow
 def test_workers_per_gpu() -> None:
     rows = workers_per_gpu.main(
         ["--device", "cpu", "--workers", "1", "--seconds", "1", "--images", "256"]
@@ -62,6 +65,7 @@ def test_workers_per_gpu() -> None:
     assert rows[0]["workers"] == 1 and rows[0]["epochs_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_study_scale() -> None:
     """On the local PostgreSQL and MariaDB (as CI has them); without the PgBouncer ceiling."""
     rows = study_scale.main(argv("--sizes 20,60 --trials 2 --workers 0"))

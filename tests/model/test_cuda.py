@@ -81,7 +81,7 @@ def test_no_host_sync_inside_a_cuda_epoch() -> None:
 
 @cuda
 def test_cuda_pipeline_crops_and_flips_like_cpu() -> None:
-    from tests.model.test_pipeline import check_crop_and_flip_distribution
+    from tests.model.pipeline_checks import check_crop_and_flip_distribution
 
     check_crop_and_flip_distribution(torch.device("cuda"))
 

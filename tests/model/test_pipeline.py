@@ -11,15 +11,13 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import model.pipeline
-from model.datasets import AugmentSpec, ImageData, make_synthetic
+from model.datasets import AugmentSpec, make_synthetic
 from model.pipeline import DevicePipeline, center_crop, channel_stats
+from tests.model.pipeline_checks import check_crop_and_flip_distribution, raw
 
 CPU = torch.device("cpu")
 
 
-def raw(batch: torch.Tensor) -> torch.Tensor:
-    """Undo the [0, 1] scaling that an unnormalized pipeline applies, as ToTensor does."""
-    return (batch * 255).round()
 
 
 def test_center_crop_matches_torchvision() -> None:
@@ -43,66 +41,12 @@ def test_stats_come_from_the_training_set_only() -> None:
     assert DevicePipeline(brighter, CPU, True, None).stats == channel_stats(data.train_images)
 
 
-def _position_images(count: int, side: int = 32) -> ImageData:
-    """Images whose pixels spell their own coordinates (channel 0 = row, channel 1 = column),
-    with random content in channel 2."""
-    rows = torch.arange(side, dtype=torch.uint8)[:, None].expand(count, side, side)
-    cols = torch.arange(side, dtype=torch.uint8)[None, :].expand(count, side, side)
-    noise = torch.randint(
-        0, 256, (count, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
-    )
-    images = torch.stack([rows, cols, noise], dim=1).contiguous()
-    labels = torch.zeros(count, dtype=torch.int64)
-    return ImageData(
-        name="positions",
-        train_images=images,
-        train_labels=labels,
-        test_images=images[:4],
-        test_labels=labels[:4],
-        num_classes=10,
-    )
 
 
 def test_random_crop_and_flip_distribution() -> None:
     check_crop_and_flip_distribution(CPU)
 
 
-def check_crop_and_flip_distribution(device: torch.device) -> None:
-    """Shared with the CUDA test: the same checks on any device."""
-    count = 20_000
-    pipeline = DevicePipeline(
-        _position_images(count),
-        device,
-        normalize=False,
-        augment=AugmentSpec(crop=28, padding=0, flip=True),
-    )
-    generator = torch.Generator(device=device).manual_seed(0)
-    order = torch.randperm(
-        count, generator=torch.Generator(device=device).manual_seed(0), device=device
-    )
-    ((batch, _),) = list(pipeline.train_batches(count, generator))
-    batch = raw(batch).cpu()
-    order = order.cpu()
-    top = batch[:, 0, 0, 0].round().long()
-    corner_cols = batch[:, 1, 0, [0, -1]].round().long()
-    flipped = corner_cols[:, 0] > corner_cols[:, 1]
-    left = torch.where(flipped, corner_cols[:, 1], corner_cols[:, 0])
-    # Every pixel is the one torchvision's crop (and hflip) gives for that image and offset.
-    sources = pipeline.train_images.cpu()[order]
-    for i in range(300):
-        expected = TF.crop(sources[i], int(top[i]), int(left[i]), 28, 28)
-        if flipped[i]:
-            expected = TF.hflip(expected)
-        assert torch.equal(batch[i], expected.float())
-    # Every offset in 0..4 × 0..4 is reachable and about equally likely, as RandomCrop(28).
-    counts = torch.bincount(top * 5 + left, minlength=25).double()
-    assert counts.numel() == 25 and bool((counts > 0).all())
-    expected = count / 25
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < 52.6  # 99.9th percentile of χ² with 24 degrees of freedom
-    # Flips: p = 0.5 per image, independent of the offset.
-    assert abs(float(flipped.double().mean()) - 0.5) < 0.015
-    assert abs(float(flipped[top == 0].double().mean()) - 0.5) < 0.05
 
 
 def test_flip_is_torchvision_hflip() -> None:

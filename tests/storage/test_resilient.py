@@ -10,6 +10,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from hpo.workqueue import trial_writes
 from hpo.workqueue.optuna_private import study_id, trial_id
 from hpo.workqueue.queries import orphaned_trial_ids
 from hpo.workqueue.trial_writes import set_trial_attrs
@@ -114,15 +115,15 @@ def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) 
     orphans = orphaned_trial_ids(storage, key_of_study, grace_s=-5)
     assert len(refused) == 2 and orphans == [trial_id(trial)]
 
-    original, attempts = RDBStorage._set_trial_attr_without_commit, []
+    original, attempts = trial_writes.set_attr_in_session, []
 
-    def lose_the_connection_once(self, session, table, trial_id, key, value):
-        attempts.append(key)
+    def lose_the_connection_once(storage, opened, **attr):
+        attempts.append(attr["key"])
         if len(attempts) == 2:  # mid-transaction: the whole write is tried again
             raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("connection lost"))
-        return original(self, session, table, trial_id, key, value)
+        return original(storage, opened, **attr)
 
-    monkeypatch.setattr(RDBStorage, "_set_trial_attr_without_commit", lose_the_connection_once)
+    monkeypatch.setattr(trial_writes, "set_attr_in_session", lose_the_connection_once)
     set_trial_attrs(trial, {"a": 1, "b": 2})
     assert attempts == ["a", "b", "a", "b"]
     assert storage.get_trial(trial_id(trial)).user_attrs == {"a": 1, "b": 2}

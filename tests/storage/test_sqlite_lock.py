@@ -52,10 +52,14 @@ def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path) -> N
         pass  # a killed holder leaves no lock behind
 
 
-def test_server_urls_take_no_lock(tmp_path) -> None:
+def test_server_urls_take_no_lock(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     url = "postgresql+psycopg://u@127.0.0.1/db"
+    entered = []
     with (
         one_worker_per_sqlite_file(parse_storage_url(url)),
-        one_worker_per_sqlite_file(parse_storage_url(url)),
+        one_worker_per_sqlite_file(parse_storage_url(url)),  # a second holder is not refused
     ):
-        pass
+        entered.append(True)
+    assert entered == [True]
+    assert list(tmp_path.iterdir()) == []  # and no lock file was made anywhere near

@@ -14,6 +14,7 @@ from hpo.cli import main
 from hpo.record.config import CONFIG_ATTR, StudyConfig
 from hpo.record.seed_grid import grid_points
 from hpo.study.queue import create_study, open_study
+from hpo.workqueue.queries import queued_params
 from storage import open_storage, parse_storage_url
 
 SPACE = """\
@@ -76,7 +77,7 @@ def test_a_grid_from_a_file_runs_its_product_and_a_constant_rate_is_null(tmp_pat
     assert _create(tmp_path, space, "--sampler", "grid", "--preset", "momentum") == 0
     url = f"sqlite:///{tmp_path / 's.db'}"
     queued = [
-        t.system_attrs["fixed_params"]
+        queued_params(t)
         for t in optuna.load_study(study_name="s", storage=url).trials
     ]
     # The product in the export's order of parameters: momentum, then lr_gamma.
@@ -146,5 +147,5 @@ def test_without_a_file_the_grid_is_the_seeds_128_points_and_old_studies_open(tm
     study.set_user_attr(CONFIG_ATTR, stored)  # as the previous version stored it
     assert open_study(storage, "old").config == config
     assert not create_study(storage, "old", config)
-    queued = [t.system_attrs["fixed_params"] for t in study.trials]
+    queued = [queued_params(t) for t in study.trials]
     assert queued == [p.as_params() for p in points]

@@ -107,5 +107,6 @@ def test_a_write_in_flight_is_finished_when_the_program_ends(tmp_path: Path) -> 
     times = {
         name: float(value) for name, value in (line.split() for line in done.stdout.splitlines())
     }
-    assert 0.5 <= times["written"] <= times["exit"]  # the program waited for the write
-    assert times["exit"] - times["written"] < 2.0  # and not for ever
+    # The program waited for the write (and not for ever: the run's timeout). How long it took
+    # is bench/'s business, not a test's.
+    assert times["written"] <= times["exit"]

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from hpo.trial.writer import TrialWriter
+from hpo.workqueue.optuna_private import trial_id
 from storage import open_storage, parse_storage_url
 from storage.errors import TakenOver
 
@@ -16,7 +17,7 @@ from storage.errors import TakenOver
 def _running_trial(tmp_path: Path) -> tuple[optuna.storages.BaseStorage, optuna.Study, int]:
     storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 'w.db'}"), create=True)
     study = optuna.create_study(storage=storage, study_name="w")
-    return storage, study, study.ask()._trial_id
+    return storage, study, trial_id(study.ask())
 
 
 def test_every_report_is_written_in_order_by_close(tmp_path: Path) -> None:

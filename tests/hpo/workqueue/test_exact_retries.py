@@ -1,7 +1,7 @@
 """Retries that are exactly right, against the real servers: a write whose reply was lost knows
 its own success when retried, and only a connection or availability error is retried at all.
 
-The lost reply is made for real (tests.relay): the client's COMMIT reaches the server and
+The lost reply is made for real (tests.harness.relay): the client's COMMIT reaches the server and
 commits, the server's answer is dropped and the client's connection reset.
 """
 
@@ -22,7 +22,7 @@ from hpo.workqueue.pop import TAKEN_BY_ATTR, pop_waiting_trial_id, take_waiting_
 from storage import open_storage, parse_storage_url
 from storage.retries import is_transient
 from tests.conftest import Database
-from tests.relay import Relay
+from tests.harness.relay import Relay
 
 
 def _queued_study(url: str) -> int:
@@ -90,7 +90,7 @@ def test_invalid_data_fails_at_once_instead_of_waiting_out_an_outage(
     trial = study.ask()
     started = time.monotonic()
     with pytest.raises(StorageInternalError) as raised:
-        storage.set_trial_user_attr(trial._trial_id, "k" * 600, 1)
+        storage.set_trial_user_attr(trial_id(trial), "k" * 600, 1)
     assert time.monotonic() - started < 5
     assert isinstance(raised.value.__cause__, sqlalchemy.exc.DataError)
     assert not is_transient(raised.value)

@@ -1,6 +1,6 @@
 """Run the `hpo` command line, and freeze the whole process (SIGSTOP) at one chosen moment.
 
-    python -m tests.freeze_at PATTERN N hpo-arguments...
+    python -m tests.harness.freeze_at PATTERN N hpo-arguments...
 
 The process stops itself right after the N-th SQL statement that matches the regular expression
 PATTERN (case-insensitive) and ran inside a database transaction: the moment a hung node, a

@@ -14,7 +14,7 @@ What a fork does not give: the import of the modules themselves (a command that 
 it imports torch runs with `fresh=True` in tests.helpers), and the environment as the imports saw
 it; `OMP_NUM_THREADS` is applied again in the child, where the thread pool reads it.
 
-    python -m tests.preloaded SOCKET_PATH    (the server; tests start it through `start`)
+    python -m tests.harness.preloaded SOCKET_PATH    (the server; tests start it through `start`)
 """
 
 from __future__ import annotations
@@ -260,9 +260,9 @@ class _Server:
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="hpo-preloaded-")
         self.path = str(Path(self.folder) / "server.sock")
-        repo = Path(__file__).resolve().parent.parent
+        repo = Path(__file__).resolve().parents[2]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.preloaded", self.path],
+            [sys.executable, "-m", "tests.harness.preloaded", self.path],
             cwd=repo,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

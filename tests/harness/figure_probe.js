@@ -1,4 +1,4 @@
-// Reads every figure of a page as the browser drew it, for tests/browser.py: legend entries and
+// Reads every figure of a page as the browser drew it, for tests/harness/browser.py: legend entries and
 // their colours, the marks drawn (lines, markers, bars) with their plot area, axis titles and
 // tick labels with their boxes, and the headings. Plotly figures and the hand-drawn
 // learning-curves SVG (hpo/results/curve_figure.py) give the same record. The result goes, as

@@ -1,5 +1,5 @@
 """Pages as a person sees them: headless Chromium renders them, screenshots them, and a probe
-script (tests/figure_probe.js) reads every figure off the drawn page.
+script (tests/harness/figure_probe.js) reads every figure off the drawn page.
 
 Screenshots are kept in a temporary folder (HPO_TEST_ARTIFACTS, else <tmp>/hpo-test-artifacts)
 so that a person can look at what the test saw. Chromium comes from Debian's `chromium`

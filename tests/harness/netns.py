@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tests.relay import Relay
+from tests.harness.relay import Relay
 
 CLONE_NEWNET = 0x40000000
 Direction = Literal["both", "replies", "requests"]
