@@ -26,22 +26,20 @@ from pathlib import Path
 import optuna
 import torch
 
+from bench.timing import cifar_pipeline, synthetic_images
 from hpo.trial.checkpoints import AsyncCheckpoints, CheckpointStore
 from hpo.trial.epoch_book import build_pruner
 from hpo.trial.objective import EpochBook
 from hpo.trial.writer import TrialWriter
 from hpo.workqueue.optuna_private import trial_id
-from model.datasets import augment_spec, make_synthetic
 from model.hyperparams import Hyperparams
-from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.train import EpochMetrics, TrainConfig, Training
 from storage import open_storage, parse_storage_url
 
 
 def _training() -> Training:
-    data = make_synthetic(n_train=64, n_test=16)
-    pipeline = DevicePipeline(data, torch.device("cpu"), True, augment_spec("cifar10"))
+    pipeline = cifar_pipeline(synthetic_images(64, 16), torch.device("cpu"))
     config = TrainConfig(
         hyperparams=Hyperparams(learning_rate=0.01, batch_size=32, p_dropout=0.5),
         max_epochs=1,

@@ -14,9 +14,7 @@ import os
 import torch
 
 from bench.seed_pipeline import seed_loaders
-from bench.timing import machine, sync, timed
-from model.datasets import augment_spec, make_synthetic
-from model.pipeline import DevicePipeline
+from bench.timing import cifar_pipeline, machine, sync, synthetic_images, timed
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    data = make_synthetic(n_train=args.images, n_test=16)
+    data = synthetic_images(args.images, 16)
 
     seed_train, _ = seed_loaders(data, args.batch, args.workers, device.type == "cuda")
 
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for images, labels in seed_train:
             images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
-    ours = DevicePipeline(data, device, normalize=True, augment=augment_spec("cifar10"))
+    ours = cifar_pipeline(data, device)
     generator = torch.Generator(device=device).manual_seed(0)
 
     def our_epoch() -> None:

@@ -19,11 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.seed_pipeline import seed_loaders
-from bench.timing import machine, sync
-from model.datasets import augment_spec, make_synthetic
+from bench.timing import cifar_pipeline, machine, sync, synthetic_images
 from model.hyperparams import Hyperparams
 from model.network import SeedCNN
-from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import parse_speed
 from model.train import TrainConfig, train
@@ -65,7 +63,7 @@ def our_epoch_seconds(
     data, device, batch_size: int, variant: str, epochs: int
 ) -> tuple[float, float, float]:
     """(best epoch seconds, first epoch seconds, test loss after the last epoch)."""
-    pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec("cifar10"))
+    pipeline = cifar_pipeline(data, device)
     config = TrainConfig(
         hyperparams=Hyperparams(learning_rate=0.01, batch_size=batch_size, p_dropout=0.5),
         max_epochs=epochs + 1,
@@ -96,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n_train = args.images or (50_000 if device.type == "cuda" else 2048)
-    data = make_synthetic(n_train=n_train, n_test=n_train // 5)
+    data = synthetic_images(n_train)
     variants = [v.strip() for v in args.variants.split(";") if v.strip()]
     print(
         f"# full epoch ({n_train} train + {n_train // 5} test images, CIFAR-sized), "

@@ -21,10 +21,8 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from bench.timing import machine, timed
-from model.datasets import augment_spec, make_synthetic
+from bench.timing import cifar_pipeline, machine, synthetic_images, timed
 from model.hyperparams import Hyperparams
-from model.pipeline import DevicePipeline
 from model.presets import PRESETS
 from model.speed import parse_speed
 from model.train import TrainConfig, Training
@@ -45,8 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n_train = args.images or (50_000 if device.type == "cuda" else 2048)
-    data = make_synthetic(n_train=n_train, n_test=n_train // 5)
-    pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec("cifar10"))
+    pipeline = cifar_pipeline(synthetic_images(n_train), device)
     speed = parse_speed(args.speed, device)
     config = TrainConfig(
         hyperparams=Hyperparams(learning_rate=0.01, batch_size=args.batch, p_dropout=0.5),

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.timing import machine
-from model.datasets import augment_spec, load_dataset, make_synthetic
+from bench.timing import cifar_pipeline, machine, synthetic_images
+from model.datasets import load_dataset
 from model.hyperparams import Hyperparams
 from model.metrics import best_epoch
 from model.pipeline import DevicePipeline
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = torch.device(args.device)
     fast = parse_speed(args.speed, device)
     if args.dataset == "synthetic":
-        data = make_synthetic(n_train=2048, n_test=512)
+        data = synthetic_images(2048, 512)
     else:
         data = load_dataset(args.dataset, args.data_dir, download=False)
     preset = PRESETS["batchnorm"]
-    pipeline = DevicePipeline(data, device, normalize=True, augment=augment_spec(args.dataset))
+    pipeline = cifar_pipeline(data, device, args.dataset)
 
     def config(seed: int, speed: SpeedOptions) -> TrainConfig:
         return TrainConfig(

@@ -45,7 +45,7 @@ from hpo.record.config import StudyConfig
 from hpo.record.seed_grid import BATCH_SIZES, DROPOUTS, LEARNING_RATES, suggest
 from hpo.study.queue import NoWorkLeft, WorkQueueStudy, create_study, open_study
 from hpo.study.recovery import retry_callback
-from hpo.study.worker import WorkerOptions, _Worker
+from hpo.study.worker import Worker, WorkerOptions
 from hpo.workqueue.pop import ensure_queue_index
 from storage import open_storage, parse_storage_url
 
@@ -100,7 +100,7 @@ def ours(url: str, name: str, trials: int) -> Cost:
         stale_trial_callback=retry_callback(),
     )
     study = open_study(storage, name, sampler_seed=0)
-    worker = _Worker(
+    worker = Worker(
         study=study,
         options=WorkerOptions(storage_url=parse_storage_url(url), study_name=name),
         say=lambda line: None,
@@ -109,7 +109,7 @@ def ours(url: str, name: str, trials: int) -> Cost:
     counter = StatementCounter(storage.engine)
 
     def run_one() -> None:
-        assert worker._run_one(objective, None)  # type: ignore[arg-type]
+        assert worker.run_one(objective, None)
 
     return _measure(run_one, counter, trials)
 
@@ -172,7 +172,7 @@ def _pool_worker(url: str, name: str, seconds: float, done: multiprocessing.Queu
     )
     study: WorkQueueStudy = open_study(storage, name)
     study.sampler = RandomSampler()
-    worker = _Worker(
+    worker = Worker(
         study=study,
         options=WorkerOptions(storage_url=parse_storage_url(url), study_name=name),
         say=lambda line: None,
@@ -181,7 +181,7 @@ def _pool_worker(url: str, name: str, seconds: float, done: multiprocessing.Queu
     deadline = time.monotonic() + seconds
     count = 0
     try:
-        while time.monotonic() < deadline and worker._run_one(objective, None):  # type: ignore[arg-type]
+        while time.monotonic() < deadline and worker.run_one(objective, None):
             count += 1
     except NoWorkLeft:
         pass

@@ -22,16 +22,14 @@ MEAN_EPOCHS_PER_TRIAL = 60  # patience-10 trials of the seed's grid stop around 
 
 
 def one_process(args: argparse.Namespace) -> None:
-    from model.datasets import augment_spec, make_synthetic
+    from bench.timing import cifar_pipeline, synthetic_images
     from model.hyperparams import Hyperparams
-    from model.pipeline import DevicePipeline
     from model.presets import PRESETS
     from model.speed import parse_speed
     from model.train import TrainConfig, train
 
     device = torch.device(args.device)
-    data = make_synthetic(n_train=args.images, n_test=args.images // 5)
-    pipeline = DevicePipeline(data, device, True, augment_spec("cifar10"))
+    pipeline = cifar_pipeline(synthetic_images(args.images), device)
     config = TrainConfig(
         hyperparams=Hyperparams(learning_rate=0.01, batch_size=args.batch, p_dropout=0.5),
         max_epochs=10_000,

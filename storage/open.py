@@ -161,8 +161,6 @@ def _check_has_tables(url: StorageURL) -> None:
 
 def describe_error(url: StorageURL, error: sqlalchemy.exc.SQLAlchemyError) -> str:
     """One line saying what went wrong, without the driver's stack of context."""
-    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
-    reason = detail[0] if detail else type(error).__name__
     if url.is_sqlite:
-        return f"cannot use SQLite database {url.sqlite_path}: {reason}"
-    return f"cannot use database {url.render()}: {reason}"
+        return f"cannot use SQLite database {url.sqlite_path}: {reason(error)}"
+    return f"cannot use database {url.render()}: {reason(error)}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of, positive_int
-from hpo.errors import UsageError
+from hpo.errors import check_folder_exists
 from hpo.study.worker import WorkerOptions
 from model.data_spec import DATASETS
 
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
         if getattr(args, field.name, None) is not None
     }
     options = ReproduceOptions(**given)  # checked against hpo.record.limits
-    if not options.out.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {options.out}: folder {options.out.parent} does not exist")
+    check_folder_exists(options.out)
     device = resolve_device(args.device)
     speed = resolve_speed(args.speed, device)
     print(table_header())

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import default_of
-from hpo.errors import UsageError
+from hpo.errors import check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.study.worker import WorkerOptions
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:
     seed = args.seed if args.seed is not None else params.seed
     if seed is None:
         seed = default_of(StudyConfig, "seed")
-    if args.out is not None and not args.out.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {args.out}: folder {args.out.parent} does not exist")
+    if args.out is not None:
+        check_folder_exists(args.out)
     retrain(params, device, args.data_dir, seed, speed, args.out)
     return 0

@@ -21,7 +21,7 @@ from hpo.confirm.statistics import (
     mean_interval,
     verdict,
 )
-from hpo.errors import UsageError
+from hpo.errors import UsageError, cannot_write, check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.record.seed_grid import trial_hyperparams
 from hpo.record.trial_record import TrialRecord
@@ -180,12 +180,11 @@ def render_export(export: dict[str, Any], fmt: str) -> str:
 
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a failed write never leaves half a file."""
-    if not path.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_folder_exists(path)
     try:
         write_atomically(path, lambda partial: _write(partial, text))
     except OSError as error:
-        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+        raise UsageError(cannot_write(path, error)) from None
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hpo.errors import UsageError
+from hpo.errors import UsageError, check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.record.limits import check, check_hyperparams
 from hpo.record.yaml_numbers import YAMLError, load_yaml
@@ -271,8 +271,7 @@ def save_model(
     class_names: tuple[str, ...],
 ) -> None:
     """The network after the last epoch, as a self-describing model file (model.model_file)."""
-    if not out.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_folder_exists(out)
     payload = model_file_payload(
         train_config=run.config,
         pipeline=run.pipeline,

@@ -100,14 +100,14 @@ def run_worker(options: WorkerOptions, say: Callable[[str], None] = print) -> Wo
             outage_s=options.outage_s,
         )
         study = open_study(storage, options.study_name, options.sampler_seed)
-        worker = _Worker(study=study, options=options, say=say)
+        worker = Worker(study=study, options=options, say=say)
         worker.retry_dead_trials()
         if not _has_work(study):
             return WorkerSummary(states=Counter(), seconds=0.0)
         return worker.run(preemption)
 
 
-class _Worker:
+class Worker:
     """The loop of one worker: one trial at a time, and what to do with each way it ends."""
 
     def __init__(
@@ -142,7 +142,7 @@ class _Worker:
     ) -> WorkerSummary:
         started = time.perf_counter()
         while self.options.max_trials is None or self.states.total() < self.options.max_trials:
-            if self._run_one(objective, checkpoints):
+            if self.run_one(objective, checkpoints):
                 continue
             # The queue is empty: wait while others run, since a dead one's trial may come back.
             if not _others_running(self.study):
@@ -205,9 +205,10 @@ class _Worker:
             )
         return objective, checkpoints
 
-    def _run_one(self, objective: Objective, checkpoints: AsyncCheckpoints) -> bool:
+    def run_one(self, objective: Objective, checkpoints: AsyncCheckpoints | None) -> bool:
         """Run one queued trial, however it ends; False when the queue was empty. Every way a
-        trial ends is decided here."""
+        trial ends is decided here. (`checkpoints` None: a run without them, as the study-scale
+        benchmark measures the worker's own per-trial cost.)"""
         attempt = _Attempt(objective)
         try:
             # `Study.optimize` alone runs Optuna's heartbeat thread and its stale-trial check. It
@@ -218,7 +219,8 @@ class _Worker:
         except NoWorkLeft:
             return False
         except (Preempted, KeyboardInterrupt) as stop:
-            checkpoints.flush()  # the next worker resumes from the last epoch
+            if checkpoints is not None:
+                checkpoints.flush()  # the next worker resumes from the last epoch
             requeue(self.study, attempt.number)
             if isinstance(stop, KeyboardInterrupt):
                 raise
@@ -276,7 +278,7 @@ class _Worker:
 class _Attempt:
     """One run of the objective, as the worker sees it: which trial it took, and whether that
     trial turned out to be another worker's. Made afresh for each trial and read only by
-    `_Worker._run_one`."""
+    `Worker.run_one`."""
 
     objective: Objective
     number: int | None = None

@@ -28,7 +28,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
 import hpo
-from hpo.errors import UsageError
+from hpo.errors import UsageError, check_folder_exists
 from hpo.record.trial_record import TrialRecord
 from hpo.trial.folders import models_folder
 from hpo.workqueue.trial_writes import set_trial_attrs
@@ -153,8 +153,7 @@ def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, 
             "of its best --keep-models trials; pass the workers' --checkpoint-dir, or retrain "
             "it with hpo train --params)"
         )
-    if not out.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_folder_exists(out)
     saved: dict[str, Any] = {}
 
     def copy_checked(partial: Path) -> None:

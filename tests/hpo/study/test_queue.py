@@ -118,7 +118,7 @@ def test_unknown_study_lists_the_known_ones(storage) -> None:
     [
         ({"sampler": "tpe"}, "--n-trials is required"),
         ({"n_trials": 4}, "--n-trials is for the samplers"),
-        ({"epochs": 0}, "--epochs must be a positive integer"),
+        ({"epochs": 0}, r"--epochs: a number of epochs is in \[1, 100000\], got 0"),
         ({"dataset": "imagenet"}, "invalid dataset"),
         ({"preset": "resnet"}, "invalid preset"),
     ],
