@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need, set up: the first step of the README's test command,
 #
-#   bash tests/setup.sh && .venv/bin/ruff check . && .venv/bin/lint-imports && .venv/bin/python -m pytest
+#   bash tests/setup.sh && .venv/bin/ruff check . && .venv/bin/lint-imports && .venv/bin/mypy && .venv/bin/python -m pytest
 #
 # Run as root on Debian (as CI does), it installs the Debian packages that some tests drive for
 # real: Chromium (browser tests), PgBouncer (pooling), Slurm and munge (a private cluster),
