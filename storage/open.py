@@ -93,31 +93,60 @@ def check_sqlite_file(url: StorageURL, create: bool) -> None:
 
 
 def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float) -> T:
-    """`connect()`, tried again for up to `wait_s` seconds while the server turns new
-    connections away for now: all its connection slots are taken (many workers starting at
-    once, or a pooler's limit), it is starting up, or it ended the connection while it was
-    being set up (a restart, an administrator's cut). Any other error is final at once: a
-    wrong host or database must not keep a user waiting."""
+    """`connect()`, tried again for up to `wait_s` seconds while the database cannot be reached
+    for now: the server is down (nothing listens), starting up, shutting down or restarting,
+    all its connection slots are taken (many workers starting at once, or a pooler's limit),
+    or the host name does not resolve (DNS on a cluster fails for short spells, and a typo
+    looks the same: the line says which host). What can never work fails at once: a wrong
+    password or user, a database that does not exist, an unknown driver. Said once, on one
+    line, and again only when the reason changes."""
+    said: set[str] = set()
+
+    def explain(error: Exception, delay: float) -> str | None:
+        why = reason(error)
+        if why in said:
+            return None
+        said.add(why)
+        return f"{url.render()} is not available ({why}); waiting up to {wait_s:.0f} s for it"
+
     return with_retries(
         connect,
         wait_s,
         "open the storage",
         retry_if=_refused_for_now,
         first_delay_s=1.0,
-        explain=lambda error, delay: (
-            f"{url.render()} refused the connection ({reason(error)}); retrying in {delay:.0f} s"
-        ),
+        explain=explain,
     )
 
 
-# PostgreSQL: too_many_connections, cannot_connect_now, and a connection ended by the server
-# while it was being set up (admin_shutdown, crash_shutdown: a restart or an administrator's
-# pg_terminate_backend); MySQL: ER_CON_COUNT_ERROR, and a connection lost once made (2006, 2013).
+# PostgreSQL: too_many_connections, cannot_connect_now (starting up, shutting down, in
+# recovery), and a connection ended by the server while it was being set up (admin_shutdown,
+# crash_shutdown: a restart or an administrator's pg_terminate_backend); MySQL and MariaDB:
+# ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, no server at the socket or host (2002, 2003; PyMySQL
+# reports an unknown host as 2003 too), and a connection lost once made (2006, 2013).
 _FULL_SQLSTATES = {"53300", "57P03", "57P01", "57P02"}
-_FULL_MYSQL_CODES = {1040, 2006, 2013}
-# What libpq says when refused at connect time, where psycopg gives no SQL state; PgBouncer's
-# max_client_conn.
-_FULL_MESSAGES = ("too many clients already", "no more connections allowed")
+_FULL_MYSQL_CODES = {1040, 1053, 2002, 2003, 2006, 2013}
+# What libpq says at connect time, where psycopg gives no SQL state: the server full (and
+# PgBouncer's max_client_conn), starting or stopping, nothing listening, the host unreachable or
+# not resolved.
+_FULL_MESSAGES = (
+    "too many clients already",
+    "no more connections allowed",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "Connection refused",
+    "server closed the connection unexpectedly",
+    "No route to host",
+    "Network is unreachable",
+    "Connection timed out",
+    "timeout expired",
+    "could not translate host name",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No such file or directory",  # a Unix socket not there yet
+)
 
 
 def _refused_for_now(error: BaseException) -> bool:

@@ -77,11 +77,12 @@ def with_retries(
     *,
     retry_if: Callable[[Exception], bool] = is_transient,
     first_delay_s: float = 0.5,
-    explain: Callable[[Exception, float], str] | None = None,
+    explain: Callable[[Exception, float], str | None] | None = None,
 ) -> T:
     """`call()`, tried again with doubling delays (at most 15 s) for up to `outage_s` seconds
     while it raises errors that `retry_if` accepts; each retry says why on the `hpo.storage`
-    logger (stderr): `explain(error, delay)`, by default "database unavailable during NAME"."""
+    logger (stderr): `explain(error, delay)` (None: nothing new to say), by default "database
+    unavailable during NAME"."""
     deadline = time.monotonic() + outage_s
     delay = first_delay_s
     while True:
@@ -90,7 +91,9 @@ def with_retries(
         except Exception as error:
             if not retry_if(error) or time.monotonic() + delay > deadline:
                 raise
-            _log.warning("%s", (explain or _unavailable(name))(error, delay))
+            said = (explain or _unavailable(name))(error, delay)
+            if said is not None:  # None: said already
+                _log.warning("%s", said)
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
 

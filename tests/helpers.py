@@ -57,8 +57,7 @@ def run_hpo(
 ) -> Completed:
     """Run the real `hpo` command line in a process of its own, as a user would: forked from
     the preloaded server (tests.harness.preloaded), or a new interpreter (`fresh`), for what the
-    start of
-    one must show."""
+    start of one must show."""
     if fresh:
         result = subprocess.run(
             [sys.executable, "-m", "hpo", *args],

@@ -156,24 +156,41 @@ def test_sigkill_mid_trial_resumes_from_the_last_epoch(
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # removed when the trial ended
 
 
-def test_sigterm_hands_the_trial_back_at_once(
-    tmp_path: Path, postgres_url: str, reference: optuna.trial.FrozenTrial
+@pytest.mark.parametrize(
+    ("sent", "exit_status", "named"),
+    [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_sigterm_or_ctrl_c_hands_the_trial_back_at_once_and_says_so(
+    tmp_path: Path,
+    postgres_url: str,
+    reference: optuna.trial.FrozenTrial,
+    sent: signal.Signals,
+    exit_status: int,
+    named: str,
 ) -> None:
     create(postgres_url, "resume", tmp_path, *ONE_TRIAL)
     first = start_worker(
         postgres_url, "resume", tmp_path, "--sampler-seed", "7", "--grace", "600"
     )  # no stale check can help: the hand-back must
     wait_for_epoch(postgres_url, "resume", 4)
-    first.send_signal(signal.SIGTERM)
+    first.send_signal(sent)
     termed_at = time.time()
     out, _ = first.communicate(timeout=30)
     exit_seconds = time.time() - termed_at
-    print(f"SIGTERM: worker exited {first.returncode} after {exit_seconds:.1f} s")
-    assert first.returncode == 143, out  # within communicate's timeout, far inside the grace
+    print(f"{named}: worker exited {first.returncode} after {exit_seconds:.1f} s")
+    assert first.returncode == exit_status, out  # within communicate's timeout
+    assert f"{named}: stopped; trial 0 handed back" in out, out
     study = optuna.load_study(study_name="resume", storage=postgres_url)
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # handed back, not lost
+    status = run_hpo("status", "--storage", postgres_url, "--study", "resume", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"failed: trial 0, handed back ({named}: its worker was stopped" in status.stdout, (
+        status.stdout
+    )
+    assert "no error recorded" not in status.stdout
     finish([start_worker(postgres_url, "resume", tmp_path, "--grace", "600")])
-    _check_resumed(postgres_url, reference, termed_at, "SIGTERM")
+    _check_resumed(postgres_url, reference, termed_at, named)
 
 
 def test_database_connections_cut_mid_run(tmp_path: Path, postgres_url: str) -> None:

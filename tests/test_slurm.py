@@ -128,8 +128,9 @@ def _array(cluster: slurm.SlurmCluster, sub: Submission) -> str:
 
 def _gpus(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     """Two tasks on one node of two GPUs: Slurm gives one GPU 0 and the other GPU 1, and
-    `hpo launch --gpus 0` puts each task's worker on its own (the workers then stop: this
-    machine has no CUDA)."""
+    `hpo launch --gpus 0` in each counts its GPUs among those. This machine has no CUDA, so each
+    refuses before it starts a worker, naming the GPU its job was given (the launcher's mapping
+    of `--gpus 0` to that GPU: tests/hpo/study/test_launcher.py)."""
     job = sub.submit(
         "--array=0-1",
         "--cpus-per-task=1",
@@ -139,15 +140,11 @@ def _gpus(cluster: slurm.SlurmCluster, sub: Submission) -> str:
     )
     cluster.wait(job, "COMPLETED", "FAILED", timeout=120)
     out = sub.output()
-    placed = {
-        line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
-        for line in out.splitlines()
-        if "[launch] gpu0.0: CUDA_VISIBLE_DEVICES=" in line
-    }
-    assert placed == {"0", "1"}, out
-    for device in placed:
-        assert f"(GPU 0 of the job's CUDA_VISIBLE_DEVICES={device})" in out, out
-    return f"two tasks on one node: their workers on CUDA_VISIBLE_DEVICES {sorted(placed)}"
+    refused = [line for line in out.splitlines() if line.startswith("error: --gpus 0: CUDA")]
+    placed = {line.split("CUDA_VISIBLE_DEVICES=")[1].split(")")[0] for line in refused}
+    assert len(refused) == 2 and placed == {"0", "1"}, out
+    assert "[launch] gpu0.0" not in out, out  # no worker started
+    return f"two tasks on one node, given CUDA_VISIBLE_DEVICES {sorted(placed)}; each refused"
 
 
 def _handed_back(submission: Submission, timeout: float = 120) -> float:

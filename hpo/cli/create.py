@@ -23,8 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def default(name: str) -> object:
         return default_of(StudyConfig, name)
 
-    parser.add_argument("--sampler", choices=SAMPLERS, default=default("sampler"))
-    parser.add_argument("--dataset", choices=DATASETS, default=default("dataset"))
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=default("sampler"),
+        help="how trials are chosen: the grid's points, or Optuna's sampler of that name",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=default("dataset"),
+        help="what trials train on (digits and synthetic ship with the project)",
+    )
     parser.add_argument(
         "--data-dir", default=default("data_dir"), help="where CIFAR-10 is (or goes)"
     )

@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=default_of(DashboardOptions, "host"),
         help="address to listen on (default: loopback only)",
     )
-    parser.add_argument("--port", type=positive_int, default=default_of(DashboardOptions, "port"))
+    parser.add_argument(
+        "--port",
+        type=positive_int,
+        default=default_of(DashboardOptions, "port"),
+        help="the port it listens on",
+    )
     parser.add_argument(
         "--artifact-dir",
         type=Path,

@@ -22,7 +22,9 @@ ONLY_STUDY_BY_DEFAULT = True  # reads only: the database's one study when --stud
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    parser.add_argument(
+        "--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0], help="the export's format"
+    )
     parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     parser.add_argument(
         "--all",

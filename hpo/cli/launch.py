@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from hpo.cli.options import add_worker_tuning, default_of, positive_int, worker_tuning_args
 from hpo.errors import UsageError
+from hpo.study.allocation import VISIBLE_ENV
 from hpo.study.launcher import LaunchOptions
 
 if TYPE_CHECKING:
@@ -43,9 +45,12 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     from hpo.study.launcher import launch
     from hpo.study.queue import load_config
     from storage import open_storage
+    from storage.retries import DEFAULT_OUTAGE_S
 
     gpus = _gpus(args.gpus) if args.gpus or not args.cpu else ()
-    load_config(open_storage(storage_url), args.study)  # fail here, not in every worker
+    # Fail here, not in every worker; wait for a database that is still starting, as they would.
+    outage_s = args.outage if args.outage is not None else DEFAULT_OUTAGE_S
+    load_config(open_storage(storage_url, outage_s=outage_s), args.study)
     options = LaunchOptions(
         storage_url=storage_url,
         study_name=args.study,
@@ -60,14 +65,26 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
 
 def _gpus(given: str | None) -> tuple[str, ...]:
     """The GPU indices given, or every GPU of the machine."""
-    if given:
-        gpus = tuple(g.strip() for g in given.split(",") if g.strip())
-        if not all(g.isdigit() for g in gpus):
-            raise UsageError(f"--gpus {given!r}: expected GPU indices such as 0,1,2")
-        return gpus
     import torch
 
     count = torch.cuda.device_count()
+    if given:
+        gpus = tuple(g.strip() for g in given.split(",") if g.strip())
+        if not gpus or not all(g.isdigit() for g in gpus):
+            raise UsageError(f"--gpus {given!r}: expected GPU indices such as 0,1,2")
+        if count == 0:
+            given_to_job = os.environ.get(VISIBLE_ENV)
+            job = f" (this job's {VISIBLE_ENV}={given_to_job})" if given_to_job else ""
+            raise UsageError(
+                f"--gpus {given}: CUDA is not available on this machine{job}; give --cpu N for "
+                "CPU workers"
+            )
+        missing = [g for g in gpus if int(g) >= count]
+        if missing:
+            raise UsageError(
+                f"--gpus {given}: this machine has {count} GPU(s), numbered 0 to {count - 1}"
+            )
+        return gpus
     if count == 0:
         raise UsageError("no CUDA GPU on this machine: give --cpu N for CPU workers")
     return tuple(str(i) for i in range(count))

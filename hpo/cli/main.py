@@ -32,7 +32,7 @@ from hpo.cli import (
     train,
     worker,
 )
-from hpo.cli.options import Parser
+from hpo.cli.options import HelpWithDefaults, Parser
 from hpo.errors import UsageError
 from storage import StorageError, StorageURL, parse_storage_url, resolve_storage_url
 
@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         # `help` is %-formatted by argparse (a "95% interval" would break `hpo --help`).
         sub = commands.add_parser(
-            name, help=module.HELP.replace("%", "%%"), description=module.HELP
+            name,
+            help=module.HELP.replace("%", "%%"),
+            description=module.HELP,
+            formatter_class=HelpWithDefaults,
         )
         if module.TAKES_STORAGE:
             sub.add_argument(

@@ -11,6 +11,17 @@ from hpo.errors import UsageError
 from model.speed import FAST_PATHS
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Each option's help, followed by its default where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS, "", [], ())
+        if shown and action.option_strings and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, as for every other bad input; `hpo COMMAND --help` has the usage.
@@ -23,6 +34,16 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "0 or more")
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds, 0 or more, got {text!r}")
+    return value
 
 
 def _int_at_least(text: str, lowest: int, expected: str) -> int:
@@ -96,6 +117,15 @@ WORKER_TUNING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         dict(
             type=positive_int,
             help="seconds without a heartbeat after which a trial is retried",
+        ),
+    ),
+    (
+        "--outage",
+        "outage_s",
+        dict(
+            type=non_negative_seconds,
+            help="seconds to wait for a database that is down, restarting or full, at start and "
+            "while running, before giving up",
         ),
     ),
     (

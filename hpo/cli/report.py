@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="study name; give it several times to compare studies on one page (default: the "
         "database's one study, when it holds one)",
     )
-    parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path("report.html"), help="the HTML report to write"
+    )
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:

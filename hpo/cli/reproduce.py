@@ -22,16 +22,34 @@ TAKES_STORAGE, TAKES_STUDY = False, False
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Options not given are left out, so that ReproduceOptions' defaults apply (its module
     # brings torch, which the command line does not import before it runs a command).
-    parser.add_argument("--dataset", choices=DATASETS, help="default: digits")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--batch-size", type=positive_int)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--dataset", choices=DATASETS, help="what the stages train on (default: digits)"
+    )
+    parser.add_argument("--data-dir", help="where CIFAR-10 is (or goes) (default: data)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per stage (default: 30)")
+    parser.add_argument(
+        "--learning-rate", type=float, help="the stages' learning rate (default: the seed's 0.1)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="the stages' batch size (default: the seed's 128)"
+    )
+    parser.add_argument("--seed", type=int, help="the one seed of every stage (default: 0)")
     parser.add_argument("--subset", type=positive_int, help="only this many training images")
-    parser.add_argument("--device", default=default_of(WorkerOptions, "device"))
-    parser.add_argument("--speed", default=default_of(WorkerOptions, "speed"))
-    parser.add_argument("-o", "--output", dest="out", type=Path, help="default: reproduce.html")
+    parser.add_argument(
+        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
+        "--speed",
+        default=default_of(WorkerOptions, "speed"),
+        help="fast paths: auto, none, or a comma list (as hpo worker --speed)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        dest="out",
+        type=Path,
+        help="the HTML page to write (default: reproduce.html)",
+    )
 
 
 def run(args: argparse.Namespace, _storage_url: StorageURL | None) -> int:

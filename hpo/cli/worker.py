@@ -16,6 +16,7 @@ HELP = "run the study's trials until none are left"
 TAKES_STORAGE, TAKES_STUDY = True, True
 EXIT_FAILED = 1
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, as a process killed by it would report
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.study.worker import WorkerFailed, WorkerPreempted, run_worker
+    from hpo.study.worker import WorkerFailed, WorkerInterrupted, WorkerPreempted, run_worker
 
     options = WorkerOptions(
         storage_url=storage_url,
@@ -45,12 +46,16 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
         heartbeat_s=args.heartbeat,
         grace_s=args.grace,
         poll_s=args.poll,
+        outage_s=args.outage,
     )
     try:
         summary = run_worker(options)
     except WorkerFailed as error:
         print(f"error: worker stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except WorkerInterrupted as error:
+        print(f"worker interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except WorkerPreempted as error:
         print(f"worker preempted: {error}", file=sys.stderr)
         return EXIT_PREEMPTED

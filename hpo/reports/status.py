@@ -13,7 +13,7 @@ from hpo.record.lineage import is_retry, lineage, retry_history
 from hpo.record.summary import format_params
 from hpo.record.trial_record import TrialRecord
 from hpo.study.queue import best_trial, load_config
-from hpo.study.recovery import DEFAULT_GRACE_S, MAX_RETRIES, stale_trial_numbers
+from hpo.study.recovery import DEFAULT_GRACE_S, HANDED_BACK, MAX_RETRIES, stale_trial_numbers
 
 
 def status_text(storage: RDBStorage, study_name: str) -> str:
@@ -88,12 +88,13 @@ def _failure_lines(trials: list[FrozenTrial], records: dict[int, TrialRecord]) -
     attempts = Counter(lineage(t) for t in trials)
     lines = []
     for trial in reversed(failed[-MAX_FAILURE_LINES:]):
-        error = records[trial.number].error
-        why = (
-            error.line()
-            if error is not None
-            else "no error recorded (its worker died or was stopped)"
-        )
+        record = records[trial.number]
+        if record.stop_reason == HANDED_BACK and record.error is not None:
+            why = f"handed back ({record.error.message})"
+        elif record.error is not None:
+            why = record.error.line()
+        else:
+            why = "no error recorded (its worker died: killed, or its node lost)"
         if trial.number in retried_as:
             then = f"retried as trial {retried_as[trial.number]}"
         else:

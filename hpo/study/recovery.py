@@ -23,6 +23,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.record.trial_record import TrialError, TrialRecord
 from hpo.workqueue.optuna_private import (
     database,
     retried,
@@ -32,6 +33,7 @@ from hpo.workqueue.optuna_private import (
     trial_id,
 )
 from hpo.workqueue.queries import orphaned_trial_ids, retry_histories, trial_by_number
+from hpo.workqueue.trial_writes import write_trial_attrs
 from storage.errors import TakenOver
 
 _log = logging.getLogger("hpo.worker")
@@ -66,15 +68,31 @@ def queued_again(study: optuna.Study, number: int | None) -> bool:
     return number is not None and any(number in history for history in retry_histories(study))
 
 
-def requeue(study: optuna.Study, number: int | None) -> None:
+HANDED_BACK = "handed_back"  # the stop reason of a trial its worker handed back when stopped
+
+
+def requeue(study: optuna.Study, number: int | None, handed_back_on: str | None = None) -> None:
     """Fail trial `number` if it still runs, and queue its parameters again, so that the grid
-    point or budget slot is not lost."""
+    point or budget slot is not lost. `handed_back_on` (SIGTERM, Ctrl-C) records that its worker
+    handed it back when stopped, which `hpo status` tells apart from a crash."""
     if number is None:
         return
     trial = trial_by_number(study, number)
     if trial.state == TrialState.RUNNING:
         # Interrupted before Optuna recorded the failure.
         try:
+            if handed_back_on is not None:
+                write_trial_attrs(
+                    study_storage(study),
+                    trial_id(trial),
+                    TrialRecord(
+                        stop_reason=HANDED_BACK,
+                        error=TrialError(
+                            type="HandedBack",
+                            message=f"{handed_back_on}: its worker was stopped and handed it back",
+                        ),
+                    ).to_attrs(),
+                )
             study.tell(number, state=TrialState.FAIL)
         except TakenOver:
             return  # another worker finished it (and queued it again) meanwhile

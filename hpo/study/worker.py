@@ -61,6 +61,10 @@ class WorkerPreempted(Exception):
     """SIGTERM: the running trial was handed back; the message says which."""
 
 
+class WorkerInterrupted(WorkerPreempted):
+    """Ctrl-C (SIGINT): the running trial was handed back, as on SIGTERM."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
     storage_url: StorageURL
@@ -219,14 +223,18 @@ class Worker:
         except NoWorkLeft:
             return False
         except (Preempted, KeyboardInterrupt) as stop:
+            signal_name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
             if checkpoints is not None:
                 checkpoints.flush()  # the next worker resumes from the last epoch
-            requeue(self.study, attempt.number)
-            if isinstance(stop, KeyboardInterrupt):
-                raise
+            requeue(self.study, attempt.number, handed_back_on=signal_name)
             number = attempt.number
-            handed_back = f"; trial {number} handed back" if number is not None else ""
-            raise WorkerPreempted(f"SIGTERM: stopped{handed_back}") from None
+            handed_back = (
+                f"; trial {number} handed back (queued again, resumes from its checkpoint)"
+                if number is not None
+                else ""
+            )
+            stopped = WorkerInterrupted if isinstance(stop, KeyboardInterrupt) else WorkerPreempted
+            raise stopped(f"{signal_name}: stopped{handed_back}") from None
         except Exception as error:
             # Taken over: our heartbeat looked stale to another worker, which failed and queued
             # our trial. The objective says so (TakenOver), and Optuna's own `tell` then fails

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.workqueue.optuna_private import (
@@ -31,15 +32,26 @@ def set_trial_attrs(
     statement of session limits). Raises TakenOver, writing nothing, if the trial is finished:
     another worker failed it as stale. On a storage that is not a database, one call per
     attribute."""
-    storage = database(trial.storage)
-    key = trial_id(trial)
+    write_trial_attrs(trial.storage, trial_id(trial), user_attrs, system_attrs)
+    remember_user_attrs(trial, dict(user_attrs))
+
+
+def write_trial_attrs(
+    cache: BaseStorage,
+    key: int,
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """`set_trial_attrs` for the trial whose storage key is `key`, through the storage `cache`
+    (a study's trial cache or a database)."""
+    storage = database(cache)
     system_attrs = system_attrs or {}
     with taken_over_if_finished(key):
         if storage is None:
             for name, value in user_attrs.items():
-                trial.storage.set_trial_user_attr(key, name, value)
+                cache.set_trial_user_attr(key, name, value)
             for name, value in system_attrs.items():
-                trial.storage.set_trial_system_attr(key, name, value)
+                cache.set_trial_system_attr(key, name, value)
         else:
             database_storage = storage
 
@@ -58,7 +70,6 @@ def set_trial_attrs(
                             )
 
             retried(storage, write, "set_trial_attrs")
-    remember_user_attrs(trial, dict(user_attrs))
 
 
 def check_still_running(trial: optuna.Trial) -> None:

@@ -22,9 +22,9 @@ class _End:
 
 
 class Relay:
-    def __init__(self, address: str, target: int) -> None:
+    def __init__(self, address: str, target: int, port: int = 0) -> None:
         self.target = target
-        self.listener = socket.create_server((address, 0))
+        self.listener = socket.create_server((address, port))
         self.address = address
         self.port = self.listener.getsockname()[1]
         self.selector = selectors.DefaultSelector()
