@@ -42,6 +42,11 @@ class DatasetError(Exception):
     """A dataset that cannot be read; the message says how to provide it."""
 
 
+class DatasetMissing(DatasetError):
+    """A dataset that is not where it was looked for: the caller can say how to point at
+    another folder."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageData:
     name: str
@@ -108,10 +113,10 @@ def load_cifar10(data_dir: Path, download: bool = True) -> ImageData:
     if not folder.is_dir() and download:
         _download_cifar10(data_dir)
     if not folder.is_dir():
-        raise DatasetError(
+        raise DatasetMissing(
             f"CIFAR-10 not found in {folder}; download it on a machine with network access "
             f"(python -c \"import torchvision; torchvision.datasets.CIFAR10('{data_dir}', "
-            'download=True)") and copy the folder, or pass --data-dir'
+            'download=True)") and copy the folder here'
         )
     train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
     test_images, test_labels = _read_cifar_batch(folder / CIFAR10_TEST_FILE)
@@ -131,10 +136,10 @@ def _download_cifar10(data_dir: Path) -> None:
     try:
         torchvision.datasets.CIFAR10(str(data_dir), train=True, download=True)
     except Exception as error:  # network errors come in many types; all mean the same here
-        raise DatasetError(
-            f"CIFAR-10 is not in {data_dir / CIFAR10_FOLDER} and could not be downloaded "
-            f"({type(error).__name__}); copy the cifar-10-batches-py folder there or pass "
-            "--data-dir"
+        raise DatasetMissing(
+            f"CIFAR-10 is not in {(data_dir / CIFAR10_FOLDER).resolve()} and could not be "
+            f"downloaded ({type(error).__name__}); copy the {CIFAR10_FOLDER} folder into "
+            f"{data_dir.resolve()}"
         ) from error
 
 

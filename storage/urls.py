@@ -30,6 +30,9 @@ _DRIVER_HINTS = {
 }
 
 
+_PROJECT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class StorageURL:
     url: URL
@@ -134,13 +137,16 @@ def parse_storage_url(text: str) -> StorageURL:
             f"malformed storage URL {masked(text)!r}; expected e.g. sqlite:///hpo.db or "
             "postgresql+psycopg://user@host/db"
         ) from None
+    # A bare scheme means SQLAlchemy's default driver (psycopg2, MySQLdb), which the project does
+    # not install: the project's drivers instead.
+    url = url.set(drivername=_PROJECT_DRIVERS.get(url.drivername, url.drivername))
     parsed = StorageURL(url=url)
     if parsed.dialect not in ("sqlite", "postgresql", "mysql"):
         raise StorageError(
             f"unsupported storage {parsed.render()!r}: use sqlite, postgresql or mysql"
         )
     try:
-        url.get_dialect()
+        url.get_dialect().import_dbapi()
     except (ImportError, sqlalchemy.exc.NoSuchModuleError):
         hint = _DRIVER_HINTS.get(parsed.dialect, "install the database driver")
         raise StorageError(f"no driver for {parsed.render()!r}: {hint}") from None

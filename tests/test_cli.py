@@ -98,6 +98,9 @@ def test_bad_input_on_an_existing_storage(existing: str, tmp_path: Path, capsys,
         ("oracle://u@h/db", "unsupported storage"),
         ("postgresql+psycopg://postgres@127.0.0.1:1/x", "cannot use database"),
         ("mysql+pymysql://root@127.0.0.1:1/x", "cannot use database"),
+        # Bare schemes, as the messages and other tools write them: the project's drivers.
+        ("mysql://root@127.0.0.1:1/x", "cannot use database mysql+pymysql://"),
+        ("postgresql://postgres@127.0.0.1:1/x", "cannot use database postgresql+psycopg://"),
     ],
 )
 def test_bad_storage(tmp_path: Path, monkeypatch, capsys, storage: str, fragment: str) -> None:
@@ -128,8 +131,74 @@ def test_missing_cifar10_is_a_clear_error_for_the_worker(
     _expect_usage_error(
         capsys,
         ["worker", "--storage", url, "--study", "c", "--device", "cpu"],
-        "could not be downloaded",
+        # The folder the study holds, where it was looked for, and how to change it.
+        f"is not in {tmp_path / 'nowhere' / 'cifar-10-batches-py'} and could not be downloaded",
     )
+    _expect_usage_error(
+        capsys,
+        ["worker", "--storage", url, "--study", "c", "--device", "cpu"],
+        "the study reads it from --data-dir nowhere, set at hpo create",
+    )
+
+
+def test_a_busy_dashboard_port_is_one_line_before_any_url(existing: str, capsys) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        _expect_usage_error(
+            capsys,
+            ["dashboard", "--storage", existing, "--port", str(port)],
+            f"port {port} is in use",
+        )
+
+
+def test_launch_checks_for_cuda_before_it_starts_a_worker(existing: str, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # CI has none: the check runs there
+    _expect_usage_error(
+        capsys,
+        ["launch", "--storage", existing, "--study", "s", "--gpus", "0,1,2,3", "--per-gpu", "8"],
+        "--gpus 0,1,2,3: CUDA is not available on this machine",
+    )
+
+
+def test_every_option_has_help_text_and_outage_is_a_worker_and_launch_option() -> None:
+    import argparse
+
+    from hpo.cli.main import build_parser
+
+    commands = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    missing = [
+        (name, action.option_strings)
+        for name, parser in commands.choices.items()
+        for action in parser._actions
+        if action.option_strings and not action.help
+    ]
+    assert missing == []
+    for name in ("worker", "launch"):
+        assert "--outage" in commands.choices[name].format_help()
+    assert "(default: 150)" in commands.choices["create"].format_help()  # --epochs
+
+
+def test_git_ignores_every_file_the_readme_s_commands_write(tmp_path: Path) -> None:
+    written = ["hpo.db", "hpo.db.create-lock", "hpo.db.worker-lock", "best.json", "best.yaml",
+               "best.pt", "model.pt", "report.html", "reproduce.html", "trials.csv",
+               "checkpoints/x.pt", "data/cifar-10-batches-py/data_batch_1"]  # fmt: skip
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", *written],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(checked.stdout.split()) == sorted(written)
 
 
 def test_summary_prints_the_q10_table(capsys) -> None:

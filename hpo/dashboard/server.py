@@ -9,8 +9,10 @@ the dashboard, when writes are allowed.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,7 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
 
     token = resolve_token(options)
     storage = open_storage(options.storage_url)
+    _check_port_free(options.host, options.port)
     files = None
     if options.artifact_dir is not None:
         if not options.artifact_dir.is_dir():
@@ -103,3 +106,16 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         + " (Ctrl-C stops it)"
     )
     bottle.run(app, host=options.host, port=options.port, quiet=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A UsageError, before any URL or token is printed, when the port is taken."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} is in use (another dashboard?); pick another with --port"
+            ) from None
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None

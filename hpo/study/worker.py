@@ -176,7 +176,11 @@ class Worker:
         config = self.study.config
         device = resolve_device(self.options.device)
         speed = resolve_speed(self.options.speed, device)
-        data = load_data(config.data_spec)
+        data = load_data(
+            config.data_spec,
+            elsewhere=f"on this machine: the study reads it from --data-dir {config.data_dir}, "
+            "set at hpo create (a relative folder counts from where the worker runs)",
+        )
         pipeline = device_pipeline(data, config.dataset, config.preset, device)
         root = checkpoint_root(self.options.checkpoint_dir)
         checkpoints = AsyncCheckpoints(CheckpointStore(root))

@@ -10,6 +10,7 @@ from hpo.errors import UsageError
 from model.data_spec import TRAIN_SIZES, DataSpec
 from model.datasets import (
     DatasetError,
+    DatasetMissing,
     ImageData,
     augment_spec,
     load_dataset,
@@ -22,8 +23,10 @@ from model.presets import PRESETS
 SYNTHETIC_TRAIN = TRAIN_SIZES["synthetic"]  # CIFAR-sized images when no subset is given
 
 
-def load_data(spec: DataSpec) -> ImageData:
-    """The images `spec` names: the subset first, then the validation split out of it."""
+def load_data(spec: DataSpec, elsewhere: str = "or pass --data-dir") -> ImageData:
+    """The images `spec` names: the subset first, then the validation split out of it. A
+    dataset that is missing is one line, ending with `elsewhere`: how to point at another
+    folder."""
     try:
         if spec.dataset == "synthetic":
             n_train = spec.subset or SYNTHETIC_TRAIN
@@ -32,6 +35,8 @@ def load_data(spec: DataSpec) -> ImageData:
             data = load_dataset(spec.dataset, spec.data_dir)
             data = _subset(data, spec.subset) if spec.subset else data
         return split_validation(data, spec.validation) if spec.validation else data
+    except DatasetMissing as error:
+        raise UsageError(f"{error}, {elsewhere}") from None
     except DatasetError as error:
         raise UsageError(str(error)) from None
 
