@@ -1,11 +1,19 @@
-"""Files written whole or not at all: a temporary file beside the target, then a rename."""
+"""Files written whole or not at all: a temporary file beside the target, then a rename.
+
+A failed write (a full disk, no permission, a read-only file system) raises `OSError` with the
+operating system's reason and leaves nothing behind.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -19,3 +27,21 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def save_torch_atomically(path: Path, payload: Any) -> None:
+    """`torch.save(payload)` to `path`, written whole or not at all. Serialized in memory first,
+    then written with the operating system's own calls: PyTorch's writer reports a full disk as
+    "enforce fail at inline_container.cc … unexpected pos", where a plain write says "No space
+    left on device"."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getbuffer()
+    write_atomically(path, lambda partial: _write_bytes(partial, data))
+
+
+def _write_bytes(path: Path, data: memoryview) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())  # a full disk can show only here, on some file systems

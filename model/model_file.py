@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from model.atomic_file import write_atomically
+from model.atomic_file import save_torch_atomically
 from model.network import SeedCNN
 from model.pipeline import ChannelStats, center_crop, normalization
 
@@ -75,7 +75,7 @@ def model_payload(
 
 def write_model_file(path: Path, payload: dict[str, Any]) -> None:
     """Written whole or not at all (a temporary file, then a rename)."""
-    write_atomically(path, lambda partial: torch.save(payload, partial))
+    save_torch_atomically(path, payload)
 
 
 def read_model_file(path: Path) -> dict[str, Any]:

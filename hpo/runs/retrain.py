@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hpo.errors import UsageError, check_folder_exists
+from hpo.errors import UsageError, cannot_write, check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.record.limits import check, check_hyperparams
 from hpo.record.yaml_numbers import YAMLError, load_yaml
@@ -292,7 +292,10 @@ def save_model(
         },
         history=[m.as_dict() for m in run.history],
     )
-    write_model_file(out, payload)
+    try:
+        write_model_file(out, payload)
+    except OSError as error:
+        raise UsageError(cannot_write(out, error)) from None
 
 
 def load_model(path: Path) -> dict[str, Any]:

@@ -8,7 +8,10 @@ a folder every worker of the study can reach (a shared volume for many machines)
 Writing a checkpoint (about 10 MB for this network) takes longer than an epoch's database
 bookkeeping, so `AsyncCheckpoints` writes in a background thread: the training loop only pays for
 copying the state to host memory. A crash can then lose the write in flight, i.e. at most one
-completed epoch; a hand-back (SIGTERM) and the end of a trial wait for it.
+completed epoch; a hand-back (SIGTERM) and the end of a trial wait for it. A checkpoint that
+cannot be written (a full disk, no permission) is a warning, once, naming the file, its folder
+and the reason: the trial goes on, since losing hours of training to a checkpoint is worse than
+resuming from an older one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from model.atomic_file import write_atomically
+from hpo.errors import cannot_write
+from model.atomic_file import save_torch_atomically
 from model.metrics import EpochMetrics
 from model.train import TrainState
 
@@ -44,7 +48,7 @@ class CheckpointStore:
         # tensor once more.
         payload = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
         payload["history"] = [m.as_dict() for m in state.history]
-        write_atomically(path, lambda partial: torch.save(payload, partial))
+        save_torch_atomically(path, payload)
 
     def load(self, study: str, key: int) -> TrainState | None:
         """The checkpoint, or None when there is none or it cannot be read (start over).
@@ -86,6 +90,7 @@ class AsyncCheckpoints:
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
         self._error: BaseException | None = None
+        self._failing: str | None = None  # why the last write failed, said once until one works
         self._spare: TrainState | None = None  # the copy not being written, reused next time
         self._writing: TrainState | None = None
         self._changed = threading.Condition()
@@ -137,6 +142,20 @@ class AsyncCheckpoints:
                 self._job, self._busy = None, True
             try:
                 self.store.save(study, key, state)
+                if self._failing is not None:
+                    self.store.say(f"checkpoints written again in {self.store.root}")
+                self._failing = None
+            except OSError as error:
+                # No room, no permission, a read-only file system: the trial goes on without
+                # checkpoints rather than lose its training; an interruption then costs the
+                # epochs since the last checkpoint that was written. Said once, not per epoch.
+                why = cannot_write(self.store.path(study, key), error)
+                if why != self._failing:
+                    self.store.say(
+                        f"warning: checkpoint not written: {why}; the trial goes on without "
+                        "checkpoints (an interruption resumes it from its last one written)"
+                    )
+                self._failing = why
             except Exception as error:  # raised in the training thread at its next call
                 self._error = error
             finally:

@@ -28,7 +28,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
 import hpo
-from hpo.errors import UsageError, check_folder_exists
+from hpo.errors import UsageError, cannot_write, check_folder_exists
 from hpo.record.trial_record import TrialRecord
 from hpo.trial.folders import models_folder
 from hpo.workqueue.trial_writes import set_trial_attrs
@@ -165,4 +165,6 @@ def export_model(store: ModelStore, trial: FrozenTrial, out: Path) -> dict[str, 
         write_atomically(out, copy_checked)
     except ModelFileError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(cannot_write(out, error)) from None
     return saved

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import optuna
 import torch
 
+from hpo.errors import cannot_write
 from hpo.record.config import StudyConfig
 from hpo.record.curves_artifact import curves_artifact_meta
 from hpo.record.lineage import lineage
@@ -174,8 +175,8 @@ class Objective:
             keep_model(trial, self.models, payload)
         except OSError as error:  # the result stands without its weights: no reason to rerun
             print(
-                f"warning: trial {trial.number}'s weights not kept in {self.models.folder}: "
-                f"{error.strerror or error}",
+                f"warning: trial {trial.number}'s weights not kept: "
+                f"{cannot_write(self.models.folder / f'trial-{trial.number}.pt', error)}",
                 file=sys.stderr,
             )
 
