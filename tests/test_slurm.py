@@ -61,7 +61,7 @@ class Submission:
     url: str
     study: str
     folder: Path
-    _storage: optuna.storages.RDBStorage | None = None
+    _optuna_storage: optuna.storages.RDBStorage | None = None
 
     def submit(self, *options: str, create: str = LONG, launch: str = "--cpu 1") -> str:
         environment = {

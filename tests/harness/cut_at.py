@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests import freeze_at, netns
+from tests.harness import freeze_at, netns
 
 WAIT_FOR_CUT_S = 60.0
 
