@@ -85,6 +85,16 @@ class ResilientRDBStorage(RDBStorage):
         # ran a trial, and how a retried pop knows its own earlier commit.
         self.taker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
+    def __getstate__(self) -> dict[Any, Any]:
+        # Picklable as Optuna's storage is (its contract): the per-thread flag is made anew.
+        state = super().__getstate__()
+        del state["_retrying"]
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._retrying = threading.local()
+
     def retried(self, call: Callable[[], T], name: str) -> T:
         """`call()`, tried again through an outage of up to `outage_s` seconds. Inside a call
         that is retried already, the storage calls it makes are tried once: the outermost retry

@@ -62,6 +62,16 @@ def _postgres_database() -> Iterator[str]:
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh MariaDB/MySQL database, dropped afterwards."""
+    yield from _mysql_database()
+
+
+@pytest.fixture(scope="module")
+def module_mysql_url() -> Iterator[str]:
+    """A MariaDB/MySQL database shared by one test module's tests, dropped after the module."""
+    yield from _mysql_database()
+
+
+def _mysql_database() -> Iterator[str]:
     try:
         import pymysql
 
