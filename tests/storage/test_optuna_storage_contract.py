@@ -79,9 +79,9 @@ _XFAIL_ON_MARIADB = {
                         pytest.param("mariadb", marks=pytest.mark.server)])  # fmt: skip
 def storage(request: pytest.FixtureRequest) -> BaseStorage:
     compares_now = "start_time1" not in request.node.name  # the fixed 2022 dates are whole
-    if request.param == "mariadb" and request.node.originalname in _XFAIL_ON_MARIADB:
-        if compares_now:
-            request.node.add_marker(_MARIADB_DATETIME)
+    on_mariadb = request.param == "mariadb" and request.node.originalname in _XFAIL_ON_MARIADB
+    if on_mariadb and compares_now:
+        request.node.add_marker(_MARIADB_DATETIME)
     return _emptied(request.getfixturevalue(f"_{request.param}"))
 
 
