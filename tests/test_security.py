@@ -60,10 +60,12 @@ def _serve(url: str, tmp_path: Path, *flags: str) -> Iterator[int]:
                 time.sleep(0.2)
         yield port
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM, as `docker stop` sends it
         output, _ = server.communicate(timeout=10)
         # The token is printed once, in the URL to open; never the other way round.
         assert output.count(f"?token={TOKEN}") == 1, output
+        # SIGTERM stops it cleanly (as a container's PID 1 it has no default action).
+        assert server.returncode == 0 and "optuna-dashboard stopped" in output, output
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,7 +106,11 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         + (f"{url}?token={token}" if token else url)
         + " (Ctrl-C stops it)"
     )
+    # SIGTERM (`docker stop`, a scheduler) stops it as Ctrl-C does: as a container's PID 1 it
+    # would otherwise get no default action, and be killed after the stop timeout.
+    signal.signal(signal.SIGTERM, _stop_serving)
     bottle.run(app, host=options.host, port=options.port, quiet=True)
+    say("optuna-dashboard stopped")
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -119,3 +124,7 @@ def _check_port_free(host: str, port: int) -> None:
                 f"port {port} is in use (another dashboard?); pick another with --port"
             ) from None
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def _stop_serving(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # what bottle's server loop stops on
