@@ -2,9 +2,8 @@
 optuna-dashboard with its learning-curve figure.
 
 Each figure is read off the drawn page (tests/harness/browser.py): every legend entry's colour is
-drawn and
-every drawn colour is in the legend, nothing leaves its axes, titles and ticks sit inside the
-figure and clear of the headings, ticks are round, and whole numbers where the quantity is one.
+drawn and every drawn colour is in the legend, nothing leaves its axes, titles and ticks sit inside
+the figure and clear of the headings, ticks are round, and whole numbers where the quantity is one.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@ the others up for about the grace period only, on PostgreSQL and on MariaDB.
 
 Each moment is a study of its own in one database, all run at once: a worker runs until it stops
 itself at that moment (tests/harness/freeze_at.py); then a second worker must finish the whole grid
-while
-the first stays frozen. Before the server ended the frozen session (storage.session_limits), that
-second worker waited on the frozen transaction's row locks for as long as the freeze lasted.
+while the first stays frozen. Before the server ended the frozen session (storage.session_limits),
+that second worker waited on the frozen transaction's row locks for as long as the freeze lasted.
 Woken afterwards, the frozen worker must leave its trial alone and exit 0, with every grid point
 run exactly once and nothing left running.
 """

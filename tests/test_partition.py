@@ -1,14 +1,13 @@
 """A worker on a node that loses the network, for real: its own network namespace, joined to this
 host by a veth pair, and a relay to the database server (tests.harness.netns); the network cut at a
-chosen
-moment by dropping packets silently, in both directions or only the replies, then healed.
+chosen moment by dropping packets silently, in both directions or only the replies, then healed.
 
-What must hold, at every moment: the other worker takes the cut-off worker's trial over after
-about the grace period and finishes the grid, exactly once; the cut-off worker notices the lost
-database within about the grace period (client-side TCP keepalive and `tcp_user_timeout` on
-PostgreSQL, socket read and write timeouts on MariaDB: storage.urls.socket_timeouts), says so,
-waits, reconnects after the heal, leaves the trial it lost and exits 0. Before those settings it
-printed nothing and stayed blocked until the kernel's next retransmission, long after the heal.
+What must hold, at every moment: the other worker takes the cut-off worker's trial over after about
+the grace period and finishes the grid, exactly once; the cut-off worker notices the lost database
+within about the grace period (client-side TCP keepalive and `tcp_user_timeout` on PostgreSQL,
+socket read and write timeouts on MariaDB: storage.urls.socket_timeouts), says so, waits,
+reconnects after the heal, leaves the trial it lost and exits 0. Before those settings it printed
+nothing and stayed blocked until the kernel's next retransmission, long after the heal.
 """
 
 from __future__ import annotations

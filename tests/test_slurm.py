@@ -1,8 +1,7 @@
 """`hpo` under a real Slurm: a private cluster of several `slurmd` nodes on this machine
 (tests.harness.slurm), the shipped batch script (examples/slurm/grid.sbatch) as a user submits it,
-and
-one PostgreSQL study per scenario. The jobs train on the CPU: the cluster's GPUs are device files
-for the scheduler to hand out (each task gets its CUDA_VISIBLE_DEVICES), which nothing opens.
+and one PostgreSQL study per scenario. The jobs train on the CPU: the cluster's GPUs are device
+files for the scheduler to hand out (each task gets its CUDA_VISIBLE_DEVICES), which nothing opens.
 
 Scenarios, all at once on one cluster: an array job runs the grid exactly once; `scancel` of a task
 mid-trial hands its trial back for another task to resume; `scontrol requeue` runs the task again

@@ -1,15 +1,13 @@
 """Run the `hpo` command line on a network node of the test's own (tests.harness.netns), and let
-the test
-cut the node's network at one chosen moment.
+the test cut the node's network at one chosen moment.
 
     python -m tests.harness.cut_at NETNS PATTERN N SIGNAL_DIR hpo-arguments...
 
 The process joins network namespace NETNS first. At the moment (tests.harness.freeze_at's PATTERN
-and N:
-right after the N-th matching statement inside a transaction, or `-` for the N-th time a
+and N: right after the N-th matching statement inside a transaction, or `-` for the N-th time a
 connection went back to the pool) the thread that reached it creates SIGNAL_DIR/reached and waits
-until the test has cut the network (SIGNAL_DIR/cut exists); then it goes on, and its next
-request or reply is lost.
+until the test has cut the network (SIGNAL_DIR/cut exists); then it goes on, and its next request
+or reply is lost.
 """
 
 from __future__ import annotations
