@@ -143,7 +143,7 @@ def test_a_refused_connection_is_waited_for_up_to_the_outage_then_one_line(monke
     slept: list[float] = []
     monkeypatch.setattr("storage.retries.time.sleep", slept.append)
     monkeypatch.setattr("storage.retries.time.monotonic", lambda: sum(slept))
-    with pytest.raises(StorageError, match="cannot use database .*Connection refused"):
+    with pytest.raises(StorageError, match=r"cannot use database .*Connection refused"):
         open_storage(parse_storage_url("postgresql+psycopg://hpo@127.0.0.1:1/hpo"), outage_s=10)
     assert slept == [1.0, 2.0, 4.0]  # the next, 8 s, would pass the outage
 
