@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Tuned only when a search space lists them; the export carries them then.
-EXTRA_PARAMS = ("momentum", "lr_gamma", "weight_decay")
+EXTRA_PARAMS = ("momentum", "lr_gamma", "weight_decay", "nesterov")
+FLAG_PARAMS = ("nesterov",)  # on or off, where the others are numbers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,11 +24,12 @@ class Hyperparams:
     momentum: float | None = None  # SGD momentum; None: the preset's
     lr_gamma: float | None = None  # ExponentialLR factor per epoch (1.0: constant); None: preset's
     weight_decay: float | None = None  # SGD weight decay; None: the preset's (0)
+    nesterov: bool | None = None  # SGD's Nesterov momentum; None: off, as in the seed
 
-    def as_params(self) -> dict[str, float | int]:
+    def as_params(self) -> dict[str, float | int | bool]:
         """By name, as Optuna stores a trial's parameters: the seed's three (no `p_dropout` when
         there is none), and the others only where they are set."""
-        params: dict[str, float | int] = {
+        params: dict[str, float | int | bool] = {
             "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
         }
@@ -44,12 +46,23 @@ class Hyperparams:
         """From a trial's parameters or an export (`p_dropout` missing or None: no dropout; the
         others missing or None: the preset's)."""
         p_dropout = params.get("p_dropout")
-        extras = {
-            name: None if params.get(name) is None else float(params[name]) for name in EXTRA_PARAMS
+        numbers = {
+            name: None if params.get(name) is None else float(params[name])
+            for name in EXTRA_PARAMS
+            if name not in FLAG_PARAMS
         }
+        nesterov = params.get("nesterov")
         return cls(
             learning_rate=float(params["learning_rate"]),
             batch_size=int(params["batch_size"]),
             p_dropout=None if p_dropout is None else float(p_dropout),
-            **extras,
+            nesterov=None if nesterov is None else bool(nesterov),
+            **numbers,
         )
+
+    def shown(self, name: str) -> str:
+        """`name`'s value as a line shows it: numbers to 4 digits, flags as on or off."""
+        value = getattr(self, name)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -54,6 +54,10 @@ class TrainConfig:
         tuned = self.hyperparams.weight_decay
         return 0.0 if tuned is None else tuned
 
+    @property
+    def nesterov(self) -> bool:
+        return bool(self.hyperparams.nesterov)
+
 
 # Called after every epoch; returning True stops training after that epoch.
 EpochCallback = Callable[[EpochMetrics], bool]
@@ -127,6 +131,7 @@ class Training:
             lr=config.hyperparams.learning_rate,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
         )
         self.scheduler = (
             torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_gamma)

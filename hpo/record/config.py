@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
-from hpo.record.limits import check
+from hpo.record.limits import NESTEROV_NEEDS_MOMENTUM, check
 from hpo.record.space_file import SearchSpace
 from model.data_spec import DATASETS, DataSpec
 from model.presets import DEFAULT_PRESET, PRESETS
@@ -66,8 +66,9 @@ class StudyConfig:
             _positive("n-trials", self.n_trials)
         elif self.n_trials is not None:
             raise UsageError("--n-trials is for the samplers; a grid study runs every grid point")
-        if self.space is not None:
-            self.search_space  # noqa: B018  (checked: a UsageError naming the parameter)
+        space = self.search_space  # checked: a UsageError naming the parameter
+        if space is not None:
+            _check_nesterov(space, self.preset)
 
     @property
     def search_space(self) -> SearchSpace | None:
@@ -109,3 +110,21 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def _check_nesterov(space: SearchSpace, preset: str) -> None:
+    """A space whose trials may turn Nesterov momentum on gives every trial momentum: the
+    momentum it tunes, or the preset's."""
+    params = {param.name: param for param in space.params}
+    nesterov = params.get("nesterov")
+    if nesterov is None or not any(value is True for value in nesterov.values or ()):
+        return
+    momentum = params.get("momentum")
+    if momentum is None:
+        lowest = PRESETS[preset].momentum
+    elif momentum.values is not None:
+        lowest = min(momentum.values)
+    else:
+        lowest = momentum.low or 0.0
+    if lowest == 0:
+        raise UsageError("search space, " + NESTEROV_NEEDS_MOMENTUM.format(preset=preset))

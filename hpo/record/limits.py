@@ -1,6 +1,7 @@
 """The one set of limits: every value a run can take, for every command that takes one.
 
-A search space file (`hpo create --space`), the seed's grid, a `--params` file (`hpo train`),
+Flags (`nesterov`) are on or off. A search space file (`hpo create --space`), the seed's grid,
+a `--params` file (`hpo train`),
 `hpo reproduce`'s options and a study's epochs and patience are all checked here, so whatever
 `hpo create` accepts, every other command accepts too (tests/hpo/record/test_limits.py walks
 each bound through each of them).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.errors import UsageError
-from model.hyperparams import Hyperparams
+from model.hyperparams import FLAG_PARAMS, Hyperparams
 from model.presets import PRESETS
 
 
@@ -76,9 +77,11 @@ def is_number(value: Any) -> bool:
 
 def why_not(name: str, value: Any) -> str | None:
     """Why setting `name` cannot take `value`; None when it can. A constant learning rate
-    (`lr_gamma` null) is allowed."""
+    (`lr_gamma` null) is allowed; a flag (`nesterov`) is true or false."""
     if name == "lr_gamma" and value is None:
         return None
+    if name in FLAG_PARAMS:
+        return None if isinstance(value, bool) else f"{value!r} is not true or false"
     return LIMITS[name].why_not(value)
 
 
@@ -98,3 +101,13 @@ def check_hyperparams(params: Hyperparams, preset: str) -> None:
         raise UsageError(f"preset {preset} has dropout, so p_dropout is needed")
     for name, value in params.as_params().items():
         check(name, value)
+    momentum = PRESETS[preset].momentum if params.momentum is None else params.momentum
+    if params.nesterov and momentum == 0:
+        raise UsageError(NESTEROV_NEEDS_MOMENTUM.format(preset=preset))
+
+
+# SGD's Nesterov momentum is momentum looked ahead: without momentum PyTorch refuses it.
+NESTEROV_NEEDS_MOMENTUM = (
+    "nesterov: Nesterov momentum needs a momentum above 0 (preset {preset} has none: tune "
+    "momentum with a range above 0, or pick a preset with momentum)"
+)

@@ -22,9 +22,18 @@ from typing import Any
 from hpo.errors import UsageError
 from hpo.record.limits import is_number, why_not
 from hpo.record.yaml_numbers import YAMLError, load_yaml
+from model.hyperparams import FLAG_PARAMS
 
 # The names of the export (the seed's `best_params`) and of the preset's training settings.
-TUNABLE = ("learning_rate", "batch_size", "p_dropout", "momentum", "lr_gamma", "weight_decay")
+TUNABLE = (
+    "learning_rate",
+    "batch_size",
+    "p_dropout",
+    "momentum",
+    "lr_gamma",
+    "weight_decay",
+    "nesterov",
+)
 _INTEGER = {"batch_size"}
 _KEYS = {"low", "high", "log", "step", "choices", "grid"}
 
@@ -143,6 +152,8 @@ def _param(name: str, entry: Any, sampler: str, has_dropout: bool) -> ParamRange
         if key == "grid":
             return ParamRange(name=name, grid=tuple(values))
         return ParamRange(name=name, choices=tuple(values))
+    if name in FLAG_PARAMS:
+        raise fail("on or off: give choices: [true, false] (or grid: for --sampler grid)")
     if sampler == "grid":
         raise fail("a grid study needs the values to run: give grid: [...] (not a range)")
     if "low" not in entry or "high" not in entry:

@@ -16,6 +16,7 @@ SHORT_NAMES = (
     ("momentum", "mom"),
     ("lr_gamma", "gamma"),
     ("weight_decay", "wd"),
+    ("nesterov", "nesterov"),
 )
 
 
@@ -24,7 +25,11 @@ def format_params(params: Mapping[str, object]) -> str:
     for key, short in SHORT_NAMES:
         if key in params:
             value = params[key]
-            parts.append(f"{short}={value:.4g}" if isinstance(value, float) else f"{short}={value}")
+            if isinstance(value, bool):
+                shown = "on" if value else "off"
+            else:
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            parts.append(f"{short}={shown}")
     return " ".join(parts)
 
 

@@ -34,7 +34,7 @@ from hpo.record.seed_grid import BATCH_SIZES, LEARNING_RATES
 from hpo.record.trial_record import TrialRecord
 from hpo.reports.export import study_export
 from hpo.study.queue import best_trial, load_config
-from model.hyperparams import EXTRA_PARAMS
+from model.hyperparams import EXTRA_PARAMS, FLAG_PARAMS
 
 TOP_TRIALS = 15
 
@@ -378,7 +378,14 @@ def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
         )
     for name in EXTRA_PARAMS:  # what a search space tuned besides the seed's three
         values = [t.params.get(name) for t in complete]
-        if all(value is not None for value in values):
+        if not all(value is not None for value in values):
+            continue
+        if name in FLAG_PARAMS:  # an axis of two ticks, off and on
+            numbers = [int(bool(value)) for value in values]
+            dimensions.append(
+                dict(label=name, values=numbers, tickvals=[0, 1], ticktext=["off", "on"])
+            )
+        else:
             dimensions.append(dict(label=name.replace("_", " "), values=values))
     dimensions += [
         dict(

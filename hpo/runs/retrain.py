@@ -17,7 +17,7 @@ from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.kept_models import model_file_payload
 from hpo.trial.progress import EpochProgress
 from model.data_spec import DataSpec
-from model.hyperparams import EXTRA_PARAMS, Hyperparams
+from model.hyperparams import EXTRA_PARAMS, FLAG_PARAMS, Hyperparams
 from model.model_file import ModelFileError, read_model_file, write_model_file
 from model.presets import PRESETS
 from model.speed import SpeedOptions
@@ -59,7 +59,12 @@ def read_params(path: Path) -> RetrainParams:
             batch_size=_number(raw, "batch_size", int),
             p_dropout=_number(raw, "p_dropout", (int, float), required=False),
             # The optimizer's settings, where the study's search space tuned them.
-            **{name: _number(raw, name, (int, float), required=False) for name in EXTRA_PARAMS},
+            **{
+                name: _number(raw, name, (int, float), required=False)
+                for name in EXTRA_PARAMS
+                if name not in FLAG_PARAMS
+            },
+            nesterov=_flag(raw, "nesterov"),
         )
         epoch = _number(raw, "epoch", int)
         check("epochs", epoch, "epoch")
@@ -142,6 +147,13 @@ def _number(
     return value
 
 
+def _flag(raw: dict[str, Any], name: str) -> bool | None:
+    value = raw.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise UsageError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _text(raw: dict[str, Any], name: str) -> str:
     value = raw.get(name)
     if value is None:
@@ -184,7 +196,7 @@ def retrain(
         f"{params.epoch} epochs on {device}: learning_rate={hyperparams.learning_rate:.4g}, "
         f"batch_size={hyperparams.batch_size}, p_dropout={hyperparams.p_dropout}"
         + "".join(
-            f", {name}={getattr(hyperparams, name):.4g}"
+            f", {name}={hyperparams.shown(name)}"
             for name in EXTRA_PARAMS
             if getattr(hyperparams, name) is not None
         )

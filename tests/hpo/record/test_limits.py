@@ -14,13 +14,14 @@ import pytest
 
 from hpo.errors import UsageError
 from hpo.record.config import StudyConfig
-from hpo.record.limits import LIMITS, Limit
+from hpo.record.limits import LIMITS, Limit, check_hyperparams
 from hpo.record.seed_grid import BATCH_SIZES, DROPOUTS, LEARNING_RATES, grid_points
 from hpo.record.space_file import TUNABLE, SearchSpace
 from hpo.runs.reproduce import ReproduceOptions
 from hpo.runs.retrain import read_params
+from model.hyperparams import FLAG_PARAMS, Hyperparams
 
-HYPERPARAMS = TUNABLE  # the tunable hyper-parameters, each with its limit
+HYPERPARAMS = tuple(name for name in TUNABLE if name not in FLAG_PARAMS)  # each with its limit
 STUDY_SETTINGS = ("epochs", "patience")
 
 
@@ -108,9 +109,7 @@ def test_reproduce_takes_what_the_limits_take(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", STUDY_SETTINGS)
-def test_a_study_and_a_params_file_agree_on_epochs_and_patience(
-    name: str, tmp_path: Path
-) -> None:
+def test_a_study_and_a_params_file_agree_on_epochs_and_patience(name: str, tmp_path: Path) -> None:
     for value, accepted in _edges(LIMITS[name]):
         try:
             StudyConfig(dataset="synthetic", **{name: value})
@@ -142,3 +141,33 @@ def test_a_learning_rate_above_the_limit_is_refused_where_it_used_to_be_accepted
             sampler="tpe",
             has_dropout=True,
         )
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_flag_is_on_or_off_in_every_entry_point(value: bool, tmp_path: Path) -> None:
+    assert _accepted_by_space_file("nesterov", value)
+    assert _accepted_by_params_file("nesterov", value, tmp_path)
+    for wrong in (1, "yes please", 0.5):
+        assert not _accepted_by_space_file("nesterov", wrong)
+        assert not _accepted_by_params_file("nesterov", wrong, tmp_path)
+    with pytest.raises(UsageError, match="nesterov: on or off"):
+        SearchSpace.from_dict({"nesterov": {"low": 0, "high": 1}}, sampler="tpe", has_dropout=True)
+
+
+def test_nesterov_needs_momentum_at_create_and_in_a_params_file() -> None:
+    """PyTorch refuses Nesterov momentum without momentum: a study that could ask for it is
+    refused when created, and so is a params file, with the same line."""
+    on = {"nesterov": {"choices": [True, False]}}
+    with pytest.raises(UsageError, match="Nesterov momentum needs a momentum above 0"):
+        StudyConfig(dataset="synthetic", preset="augment", sampler="tpe", n_trials=2, space=on)
+    ranged = {**on, "momentum": {"low": 0.0, "high": 0.9}}
+    with pytest.raises(UsageError, match="Nesterov momentum needs a momentum above 0"):
+        StudyConfig(
+            dataset="synthetic", preset="batchnorm", sampler="tpe", n_trials=2, space=ranged
+        )
+    StudyConfig(dataset="synthetic", preset="batchnorm", sampler="tpe", n_trials=2, space=on)
+    off = {"nesterov": {"choices": [False]}}
+    StudyConfig(dataset="synthetic", preset="augment", sampler="tpe", n_trials=2, space=off)
+    with pytest.raises(UsageError, match="Nesterov momentum needs a momentum above 0"):
+        check_hyperparams(Hyperparams(learning_rate=0.1, batch_size=8, nesterov=True), "augment")
+    check_hyperparams(Hyperparams(learning_rate=0.1, batch_size=8, nesterov=True), "momentum")

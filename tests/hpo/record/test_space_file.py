@@ -21,7 +21,8 @@ SPACE = """\
 learning_rate: {low: 0.001, high: 0.1, log: true}
 batch_size: {choices: [16, 32]}
 momentum: {low: 0.8, high: 0.99}
-weight_decay: {low: 1.0e-6, high: 1.0e-3, log: true}
+weight_decay: {low: 1e-6, high: 1e-3, log: true}
+nesterov: {choices: [true, false]}
 """
 
 
@@ -34,7 +35,8 @@ def _create(tmp_path: Path, space: str, *extra: str, name: str = "space.yaml") -
 
 
 def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None:
-    """The trial's SGD gets the momentum and weight decay that the sampler suggested."""
+    """The trial's SGD gets the momentum, weight decay and Nesterov switch that the sampler
+    suggested, and so do the export and `hpo train --params`."""
     assert _create(tmp_path, SPACE, "--sampler", "tpe", "--n-trials", "2") == 0
     optimizers: list[dict] = []
     original = torch.optim.SGD.__init__
@@ -50,10 +52,13 @@ def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None
     trials = optuna.load_study(study_name="s", storage=url).trials
     assert len(trials) == 2 == len(optimizers)
     for trial, settings in zip(trials, optimizers, strict=True):
-        assert set(trial.params) == {"learning_rate", "batch_size", "momentum", "weight_decay"}
+        assert set(trial.params) == {
+            "learning_rate", "batch_size", "momentum", "weight_decay", "nesterov"
+        }  # fmt: skip
         assert settings["lr"] == trial.params["learning_rate"]
         assert settings["momentum"] == trial.params["momentum"]
         assert settings["weight_decay"] == trial.params["weight_decay"]
+        assert settings["nesterov"] is trial.params["nesterov"]
         assert 0.8 <= settings["momentum"] <= 0.99 and trial.params["batch_size"] in (16, 32)
     export = tmp_path / "best.json"
     assert main(["export", "--storage", url, "--study", "s", "-o", str(export)]) == 0
@@ -61,6 +66,7 @@ def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None
     best = optuna.load_study(study_name="s", storage=url).best_trial
     # The contract's keys, then the other tuned ones; p_dropout is the seed stage's 0.5.
     assert exported["momentum"] == best.params["momentum"] and exported["p_dropout"] == 0.5
+    assert exported["nesterov"] is best.params["nesterov"]
     assert "lr_gamma" not in exported
     # `hpo train --params` retrains with them, and its model file says so.
     optimizers.clear()
@@ -68,8 +74,10 @@ def test_a_file_space_reaches_the_optimizer(tmp_path: Path, monkeypatch) -> None
     assert main(["train", "--params", str(export), "--device", "cpu", "-o", str(model)]) == 0
     assert optimizers[0]["momentum"] == best.params["momentum"]
     assert optimizers[0]["weight_decay"] == best.params["weight_decay"]
+    assert optimizers[0]["nesterov"] is best.params["nesterov"]
     saved = torch.load(model, weights_only=True)["params"]
     assert saved["momentum"] == best.params["momentum"] and saved["lr_gamma"] is None
+    assert saved["nesterov"] is best.params["nesterov"]
 
 
 def test_a_grid_from_a_file_runs_its_product_and_a_constant_rate_is_null(tmp_path) -> None:
