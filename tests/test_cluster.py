@@ -69,11 +69,12 @@ COMMANDS = (
         *("create", "--study", "s", "--sampler", "tpe", "--n-trials", "2", "--epochs", "2"),
         *("--dataset", "synthetic", "--subset", "32", "--space", str(STEADY_SPACE)),
     ),  # a space whose trials complete: `export` needs one
-    ("worker", "--study", "s", "--device", "cpu"),
+    # --outage 0: an unreachable server fails at once (workers wait for one by default).
+    ("worker", "--study", "s", "--device", "cpu", "--outage", "0"),
     ("status", "--study", "s"),
     ("export", "--study", "s"),
     ("report", "--study", "s", "-o", "report.html"),
-    ("launch", "--study", "s", "--cpu", "1"),
+    ("launch", "--study", "s", "--cpu", "1", "--outage", "0"),
     ("demo", "--n-trials", "1", "--epochs", "1", "-o", "best.json"),
 )
 

@@ -140,7 +140,7 @@ def test_a_worker_turned_away_by_a_full_server_waits_for_a_slot(
             worker = _worker(url, tmp_path, study="full")
             assert worker.stdout is not None
             first_line = worker.stdout.readline()
-        assert "too many clients" in first_line and "retrying" in first_line, first_line
+        assert "too many clients" in first_line and "waiting up to" in first_line, first_line
         assert "postgres@" in first_line  # which database, password masked (none here)
     finally:
         for holder in holders:

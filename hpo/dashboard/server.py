@@ -14,6 +14,7 @@ import ipaddress
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +107,21 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         + (f"{url}?token={token}" if token else url)
         + " (Ctrl-C stops it)"
     )
-    # SIGTERM (`docker stop`, a scheduler) stops it as Ctrl-C does: as a container's PID 1 it
-    # would otherwise get no default action, and be killed after the stop timeout.
-    signal.signal(signal.SIGTERM, _stop_serving)
-    bottle.run(app, host=options.host, port=options.port, quiet=True)
+    # SIGTERM (`docker stop`, a scheduler) stops it: as a container's PID 1 it would otherwise
+    # get no default action, and be killed after the stop timeout. The server is asked to stop
+    # from a thread, once its request in hand is answered (an exception raised by the signal
+    # inside a request would be answered as that request's error, and the server go on).
+    server = bottle.WSGIRefServer(host=options.host, port=options.port, quiet=True)
+
+    def stop_serving(signum: int, frame: object) -> None:
+        serving = getattr(server, "srv", None)  # made when bottle starts the server
+        if serving is None:
+            raise KeyboardInterrupt  # not serving yet: stop here
+        threading.Thread(target=serving.shutdown, name="dashboard-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop_serving)
+    signal.signal(signal.SIGINT, stop_serving)  # Ctrl-C: the same
+    bottle.run(app, server=server, quiet=True)
     say("optuna-dashboard stopped")
 
 
@@ -125,6 +137,3 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
-
-def _stop_serving(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # what bottle's server loop stops on

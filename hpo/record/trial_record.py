@@ -42,6 +42,7 @@ AT_BEST = ("test_accuracy", "test_top5", "train_loss", "train_accuracy")
 # Of those, what the export and the trials table show (beside the contract's test loss).
 SHOWN_AT_BEST = ("test_accuracy",)
 TRACEBACK_LINES = 12
+HANDED_BACK = "handed_back"  # the stop reason of a trial its worker handed back when stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,3 +215,14 @@ def curves_of(history: Iterable[EpochMetrics]) -> Curves:
 
 def _json_float(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def handed_back_record(signal_name: str) -> TrialRecord:
+    """What a trial stores when its worker is stopped (SIGTERM, Ctrl-C) and hands it back, so
+    that `hpo status` tells it apart from a crash."""
+    return TrialRecord(
+        stop_reason=HANDED_BACK,
+        error=TrialError(
+            type="HandedBack", message=f"{signal_name}: its worker was stopped and handed it back"
+        ),
+    )

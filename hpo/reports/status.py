@@ -11,9 +11,9 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.confirm.statistics import load_confirmation, verdict
 from hpo.record.lineage import is_retry, lineage, retry_history
 from hpo.record.summary import format_params
-from hpo.record.trial_record import TrialRecord
+from hpo.record.trial_record import HANDED_BACK, TrialRecord
 from hpo.study.queue import best_trial, load_config
-from hpo.study.recovery import DEFAULT_GRACE_S, HANDED_BACK, MAX_RETRIES, stale_trial_numbers
+from hpo.study.recovery import DEFAULT_GRACE_S, MAX_RETRIES, stale_trial_numbers
 
 
 def status_text(storage: RDBStorage, study_name: str) -> str:

@@ -23,7 +23,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.record.trial_record import TrialError, TrialRecord
+from hpo.record.trial_record import handed_back_record
 from hpo.workqueue.optuna_private import (
     database,
     retried,
@@ -68,9 +68,6 @@ def queued_again(study: optuna.Study, number: int | None) -> bool:
     return number is not None and any(number in history for history in retry_histories(study))
 
 
-HANDED_BACK = "handed_back"  # the stop reason of a trial its worker handed back when stopped
-
-
 def requeue(study: optuna.Study, number: int | None, handed_back_on: str | None = None) -> None:
     """Fail trial `number` if it still runs, and queue its parameters again, so that the grid
     point or budget slot is not lost. `handed_back_on` (SIGTERM, Ctrl-C) records that its worker
@@ -85,13 +82,7 @@ def requeue(study: optuna.Study, number: int | None, handed_back_on: str | None 
                 write_trial_attrs(
                     study_storage(study),
                     trial_id(trial),
-                    TrialRecord(
-                        stop_reason=HANDED_BACK,
-                        error=TrialError(
-                            type="HandedBack",
-                            message=f"{handed_back_on}: its worker was stopped and handed it back",
-                        ),
-                    ).to_attrs(),
+                    handed_back_record(handed_back_on).to_attrs(),
                 )
             study.tell(number, state=TrialState.FAIL)
         except TakenOver:

@@ -16,7 +16,7 @@ from hpo.record.config import StudyConfig
 from hpo.record.curves_artifact import curves_artifact_meta
 from hpo.record.lineage import lineage
 from hpo.record.seed_grid import suggest
-from hpo.record.trial_record import TrialError, TrialRecord
+from hpo.record.trial_record import TrialError, TrialRecord, handed_back_record
 from hpo.trial.checkpoints import AsyncCheckpoints
 from hpo.trial.epoch_book import EpochBook
 from hpo.trial.kept_models import ModelStore, keep_model, model_file_payload
@@ -72,8 +72,15 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         try:
             return self._run(trial)
-        except (optuna.TrialPruned, TakenOver, Preempted):
-            raise  # not failures: pruned, another worker's now, or handed back
+        except (Preempted, KeyboardInterrupt) as stop:
+            # Handed back (its worker queues it again), not a failure: recorded as such while
+            # the trial still runs, before Optuna marks it FAIL.
+            signal_name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+            with contextlib.suppress(Exception):  # the database may be away; the hand-back is not
+                set_trial_attrs(trial, handed_back_record(signal_name).to_attrs())
+            raise
+        except (optuna.TrialPruned, TakenOver):
+            raise  # not failures: pruned, or another worker's now
         except Exception as error:
             record_error(trial, error)
             raise
