@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """`write(partial)` fills a temporary file in `path`'s folder (so that the rename is atomic),
@@ -34,6 +32,8 @@ def save_torch_atomically(path: Path, payload: Any) -> None:
     then written with the operating system's own calls: PyTorch's writer reports a full disk as
     "enforce fail at inline_container.cc … unexpected pos", where a plain write says "No space
     left on device"."""
+    import torch  # here: the command line writes text files through this module without torch
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getbuffer()
