@@ -26,11 +26,11 @@ from hpo.confirm.statistics import (
     load_confirmation,
     verdict,
 )
+from hpo.figures.grid_heatmap import grid_heatmap
 from hpo.figures.page import figure_html, html_page, section, table_html
 from hpo.figures.ticks import integer_axis, integer_ticks
 from hpo.figures.trial_figure import trial_curves
 from hpo.record.ranking import ranked
-from hpo.record.seed_grid import BATCH_SIZES, LEARNING_RATES
 from hpo.record.trial_record import TrialRecord
 from hpo.reports.export import study_export
 from hpo.study.queue import best_trial, load_config
@@ -84,7 +84,7 @@ def build_report(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         section("Hyper-parameter importance", _importance(study, complete)),
         section(
             f"Best {loss_name} by learning rate and batch size",
-            figure_html(_heatmap_figure(complete)),
+            figure_html(grid_heatmap(complete)),
         ),
         # Parallel coordinates draw their axis titles above the plot: room for two lines.
         section("Parallel coordinates", figure_html(_parallel_figure(complete), top=80)),
@@ -318,34 +318,6 @@ def _importance(study: optuna.Study, complete: list[FrozenTrial]) -> str:
     figure = go.Figure(go.Bar(x=list(importances.values()), y=list(importances), orientation="h"))
     figure.update_layout(xaxis_title="importance (mean decrease in impurity)")
     return figure_html(figure)
-
-
-def _nearest(value: float, choices: tuple[float, ...]) -> float:
-    return min(choices, key=lambda c: abs(math.log(c) - math.log(value)))
-
-
-def _heatmap_figure(complete: list[FrozenTrial]) -> go.Figure:
-    best: dict[tuple[float, int], float] = {}
-    for trial in complete:
-        lr = trial.params.get("learning_rate")
-        bs = trial.params.get("batch_size")
-        if lr is None or bs is None or trial.value is None:
-            continue
-        cell = (_nearest(lr, LEARNING_RATES), bs)  # TPE's continuous rates, binned to the grid
-        best[cell] = min(best.get(cell, math.inf), trial.value)
-    z = [[best.get((lr, bs)) for bs in BATCH_SIZES] for lr in LEARNING_RATES]
-    figure = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[str(b) for b in BATCH_SIZES],
-            y=[str(lr) for lr in LEARNING_RATES],
-            colorscale="Viridis_r",
-            colorbar=dict(title="test loss"),
-            texttemplate="%{z:.3f}",
-        )
-    )
-    figure.update_layout(xaxis_title="batch size", yaxis_title="learning rate")
-    return figure
 
 
 def _parallel_figure(complete: list[FrozenTrial]) -> go.Figure:
