@@ -1,7 +1,7 @@
 // Reads every figure of a page as the browser drew it, for tests/harness/browser.py: legend entries and
 // their colours, the marks drawn (lines, markers, bars) with their plot area, axis titles and
 // tick labels with their boxes, and the headings. Plotly figures and the hand-drawn
-// learning-curves SVG (hpo/results/curve_figure.py) give the same record. The result goes, as
+// learning-curves SVG (hpo/figures/curve_figure.py) give the same record. The result goes, as
 // JSON, into a hidden pre element (id figure-probe), which headless Chromium's --dump-dom then prints.
 (function () {
   function box(el) {

@@ -94,7 +94,7 @@ def test_a_state_change_whose_first_attempt_committed_is_not_an_error(
 
 
 def test_the_projects_own_queries_wait_out_an_outage_too(tmp_path, monkeypatch) -> None:
-    """The orphan check and the one-commit attribute write (storage.optuna_internals) go around
+    """The orphan check and the one-commit attribute write (hpo.workqueue) go around
     Optuna's storage calls, so they retry by themselves on a worker's storage."""
     monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     storage = open_storage(
