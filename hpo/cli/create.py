@@ -96,7 +96,6 @@ ANNOUNCED_QUEUE = 20_000
 
 
 def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
-    from hpo.record.seed_grid import grid_points
     from hpo.record.space_file import read_space
     from hpo.study.queue import create_study_at
 
@@ -121,11 +120,6 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
         keep_models=args.keep_models,
         space=space,
     )
-    planned = (
-        len(grid_points(config.preset, config.search_space))
-        if config.sampler == "grid"
-        else config.n_trials or 0
-    )
 
     def queuing(count: int) -> None:
         if count >= ANNOUNCED_QUEUE:
@@ -135,7 +129,7 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
     what = "created" if created else "exists with the same settings:"
     tuned = f" over {', '.join(space)}" if space else ""
     print(
-        f"study {args.study!r} {what} {config.sampler}{tuned} ({planned:,} trials) on "
-        f"{config.dataset} in {storage_url.render()}"
+        f"study {args.study!r} {what} {config.sampler}{tuned} "
+        f"({config.planned_trials:,} trials) on {config.dataset} in {storage_url.render()}"
     )
     return 0

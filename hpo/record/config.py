@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hpo.errors import UsageError
 from hpo.record.limits import NESTEROV_NEEDS_MOMENTUM, check
+from hpo.record.seed_grid import grid_points
 from hpo.record.space_file import SearchSpace
 from model.data_spec import DATASETS, DataSpec
+from model.hyperparams import Hyperparams
 from model.presets import DEFAULT_PRESET, PRESETS
 
 # Optuna's samplers by short name. Every one but the grid samples each trial when a worker takes
@@ -69,6 +72,16 @@ class StudyConfig:
         space = self.search_space  # checked: a UsageError naming the parameter
         if space is not None:
             _check_nesterov(space, self.preset)
+
+    @functools.cached_property
+    def grid(self) -> list[Hyperparams]:
+        """Every point of the study's grid (a grid study's queue), computed once."""
+        return grid_points(self.preset, self.search_space)
+
+    @property
+    def planned_trials(self) -> int:
+        """How many trials the study runs: its grid's points, or its budget."""
+        return len(self.grid) if self.sampler == "grid" else self.n_trials or 0
 
     @property
     def search_space(self) -> SearchSpace | None:

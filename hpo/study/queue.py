@@ -26,7 +26,6 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import UsageError
 from hpo.record.config import CONFIG_ATTR, StudyConfig
 from hpo.record.ranking import best_of
-from hpo.record.seed_grid import grid_points
 from hpo.study.samplers import build_sampler
 from hpo.trial.epoch_book import build_pruner
 from hpo.workqueue.cache import use_queue_cache
@@ -106,8 +105,7 @@ def create_study(
     queued = study.get_trials(deepcopy=False)  # an interrupted creation's, if any
     if config.sampler == "grid":
         present = {Hyperparams.from_params(queued_params(t)) for t in queued}
-        points = grid_points(config.preset, config.search_space)
-        slots = [point.as_params() for point in points if point not in present]
+        slots = [point.as_params() for point in config.grid if point not in present]
     else:
         slots = [{} for _ in range(len(queued), config.n_trials or 0)]
     if queuing is not None:
