@@ -32,12 +32,7 @@ from hpo.workqueue.optuna_private import (
     study_storage,
     trial_id,
 )
-from hpo.workqueue.queries import (
-    locked_trial,
-    orphaned_trial_ids,
-    retry_histories,
-    trial_by_number,
-)
+from hpo.workqueue.queries import orphaned_trial_ids, retry_histories, trial_by_number
 from hpo.workqueue.trial_writes import write_trial_attrs
 from storage.errors import TakenOver
 
@@ -55,21 +50,15 @@ def retry_callback() -> RetryCallback:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
     def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
-        storage = database(study_storage(study))
-        if storage is None:
+        def attempt() -> None:
             if not queued_again(study, trial.number):
                 retry(study, trial)
-            return
-        database_storage = storage
 
-        def attempt() -> None:
-            # Under the failed trial's row lock: a second worker queueing it again waits here,
-            # then finds the first one's retry (a run of connection cuts once made two).
-            with locked_trial(database_storage, trial_id(trial)):
-                if not queued_again(study, trial.number):
-                    retry(study, trial)
-
-        retried(storage, attempt, "queue a failed trial again")
+        storage = database(study_storage(study))
+        if storage is None:
+            attempt()
+        else:
+            retried(storage, attempt, "queue a failed trial again")
 
     return queue_again
 

@@ -91,11 +91,10 @@ def retried(storage: RDBStorage, call: Callable[[], T], name: str) -> T:
 
 
 @contextmanager
-def session(storage: RDBStorage, ignore_integrity_error: bool = False) -> Iterator[Any]:
-    """The storage's thread-local session, as Optuna opens its own: committed at the end, rolled
-    back on an error (an integrity error ignored with `ignore_integrity_error`), errors raised
-    as `StorageInternalError`. Nested uses share one session, and the innermost commits."""
-    with _create_scoped_session(storage.scoped_session, ignore_integrity_error) as opened:
+def session(storage: RDBStorage, commit: bool = False) -> Iterator[Any]:
+    """A session of the storage's engine, as Optuna opens its own (committed at the end with
+    `commit`, rolled back on an error, errors raised as `StorageInternalError`)."""
+    with _create_scoped_session(storage.scoped_session, commit) as opened:
         yield opened
 
 

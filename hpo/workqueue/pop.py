@@ -90,7 +90,7 @@ def _take_oldest_waiting(
     storage: RDBStorage, study: int, mark: str, look_for_own: bool
 ) -> tuple[int, int] | None:
     """The trial taken: its id and number."""
-    with session(storage, ignore_integrity_error=True) as opened:
+    with session(storage, commit=True) as opened:
         if look_for_own:  # an earlier attempt may have committed: its trial is ours
             own = (
                 opened.query(TrialModel.trial_id, TrialModel.number)
@@ -162,7 +162,7 @@ def take_waiting_trial(storage: RDBStorage, trial: int, taker: str) -> bool:
     the trial is the taker's now: taken by this call, or found RUNNING under the taker's own
     mark (an earlier attempt that committed but whose reply was lost). False for a trial that
     another took or that is finished."""
-    with session(storage, ignore_integrity_error=True) as opened:
+    with session(storage, commit=True) as opened:
         row = TrialModel.find_or_raise_by_id(trial, opened, for_update=True)
         if row.state == TrialState.RUNNING:
             mark = (
@@ -197,7 +197,7 @@ def enqueue_many(storage: RDBStorage, study: int, fixed_params: list[dict[str, A
     Optuna's own trial creation locks it, so that trial numbers stay unique and consecutive."""
     if not fixed_params:
         return
-    with session(storage, ignore_integrity_error=True) as opened:
+    with session(storage, commit=True) as opened:
         StudyModel.find_or_raise_by_id(study, opened, for_update=True)
         first = (
             opened.query(sqlalchemy.func.count(TrialModel.trial_id))

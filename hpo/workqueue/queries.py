@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -29,7 +27,6 @@ from hpo.workqueue.optuna_private import (
 
 __all__ = [
     "count_trials",
-    "locked_trial",
     "orphaned_trial_ids",
     "queued_params",
     "retry_histories",
@@ -121,23 +118,3 @@ def orphaned_trial_ids(storage: RDBStorage, study: int, grace_s: float) -> list[
             return [int(row[0]) for row in rows]
 
     return retried(storage, query, "look for trials that never sent a heartbeat")
-
-
-@contextmanager
-def locked_trial(storage: RDBStorage, trial: int) -> Iterator[None]:
-    """Hold the trial's row lock (PostgreSQL, MySQL) in a transaction of its own while the block
-    runs: whoever queues a failed trial again does it under this lock, so that two workers that
-    both saw it fail (its own worker, and one that found its heartbeat stale) cannot both find
-    no retry and both queue one. SQLite serves one worker, and needs none."""
-    if storage.engine.dialect.name == "sqlite":
-        yield
-        return
-    # A connection of its own: the storage's session is shared by the calls made inside, and
-    # each of them commits (which would release the lock at once).
-    with storage.engine.begin() as connection:
-        connection.execute(
-            sqlalchemy.select(TrialModel.trial_id)
-            .where(TrialModel.trial_id == trial)
-            .with_for_update()
-        ).one()
-        yield

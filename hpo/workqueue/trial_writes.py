@@ -57,7 +57,7 @@ def write_trial_attrs(
 
             def write() -> None:
                 # Upserts: an attempt that committed before its connection was cut is harmless.
-                with session(database_storage, ignore_integrity_error=True) as opened:
+                with session(database_storage, commit=True) as opened:
                     for system, attrs in ((False, user_attrs), (True, system_attrs)):
                         for name, value in attrs.items():
                             set_attr_in_session(
