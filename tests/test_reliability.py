@@ -206,7 +206,11 @@ def test_database_connections_cut_mid_run(tmp_path: Path, postgres_url: str) -> 
         tmp_path,
         *("--preset", "momentum", "--subset", "10", "--epochs", "20", "--patience", "20"),
     )
-    workers = [start_worker(postgres_url, "grid", tmp_path) for _ in range(3)]
+    # A grace longer than the cuts: this test is about connections cut and recovered. With the
+    # 3 s grace, heartbeats went stale under load and workers took each other's trials over, and
+    # twice in a full-suite run one grid point then finished twice (RELIABILITY.md: found, not
+    # fixed; the fault soak still takes trials over).
+    workers = [start_worker(postgres_url, "grid", tmp_path, "--grace", "30") for _ in range(3)]
     database = postgres_url.rsplit("/", 1)[1]
     cut = 0
     with psycopg.connect(**PG_ADMIN, autocommit=True) as admin:
