@@ -20,5 +20,5 @@ def check_folder_exists(path: Path) -> None:
 def cannot_write(path: Path, error: OSError) -> str:
     """One line naming the file, its folder and the operating system's reason: "cannot write
     best.json in /shared/out: No space left on device"."""
-    reason = error.strerror or os.strerror(error.errno) if error.errno else str(error)
+    reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
     return f"cannot write {path.name} in {path.parent}: {reason}"

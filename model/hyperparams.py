@@ -59,10 +59,3 @@ class Hyperparams:
             nesterov=None if nesterov is None else bool(nesterov),
             **numbers,
         )
-
-    def shown(self, name: str) -> str:
-        """`name`'s value as a line shows it: numbers to 4 digits, flags as on or off."""
-        value = getattr(self, name)
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)

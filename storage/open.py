@@ -64,7 +64,7 @@ def open_storage(
         return opened
 
     try:
-        storage = _waiting_while_full(connect, url, outage_s)
+        storage = _waiting_while_unavailable(connect, url, outage_s)
     except sqlalchemy.exc.SQLAlchemyError as error:
         raise StorageError(describe_error(url, error)) from None
     except optuna.exceptions.StorageInternalError as error:
@@ -92,7 +92,7 @@ def check_sqlite_file(url: StorageURL, create: bool) -> None:
         raise StorageError(f"no study database at {path} (create a study first with hpo create)")
 
 
-def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float) -> T:
+def _waiting_while_unavailable(connect: Callable[[], T], url: StorageURL, wait_s: float) -> T:
     """`connect()`, tried again for up to `wait_s` seconds while the database cannot be reached
     for now: the server is down (nothing listens), starting up, shutting down or restarting,
     all its connection slots are taken (many workers starting at once, or a pooler's limit),
@@ -113,7 +113,7 @@ def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float
         connect,
         wait_s,
         "open the storage",
-        retry_if=_refused_for_now,
+        retry_if=_unavailable_for_now,
         first_delay_s=1.0,
         explain=explain,
     )
@@ -124,12 +124,12 @@ def _waiting_while_full(connect: Callable[[], T], url: StorageURL, wait_s: float
 # crash_shutdown: a restart or an administrator's pg_terminate_backend); MySQL and MariaDB:
 # ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, no server at the socket or host (2002, 2003; PyMySQL
 # reports an unknown host as 2003 too), and a connection lost once made (2006, 2013).
-_FULL_SQLSTATES = {"53300", "57P03", "57P01", "57P02"}
-_FULL_MYSQL_CODES = {1040, 1053, 2002, 2003, 2006, 2013}
+_UNAVAILABLE_SQLSTATES = {"53300", "57P03", "57P01", "57P02"}
+_UNAVAILABLE_MYSQL_CODES = {1040, 1053, 2002, 2003, 2006, 2013}
 # What libpq says at connect time, where psycopg gives no SQL state: the server full (and
 # PgBouncer's max_client_conn), starting or stopping, nothing listening, the host unreachable or
 # not resolved.
-_FULL_MESSAGES = (
+_UNAVAILABLE_MESSAGES = (
     "too many clients already",
     "no more connections allowed",
     "the database system is starting up",
@@ -149,18 +149,18 @@ _FULL_MESSAGES = (
 )
 
 
-def _refused_for_now(error: BaseException) -> bool:
+def _unavailable_for_now(error: BaseException) -> bool:
     if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
         error = error.__cause__  # Optuna's wrapper of the driver's error in its set-up sessions
     if not isinstance(error, sqlalchemy.exc.DBAPIError):
         return False
     orig = error.orig
-    if getattr(orig, "sqlstate", None) in _FULL_SQLSTATES:
+    if getattr(orig, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
         return True
     args = getattr(orig, "args", ())
-    if args and args[0] in _FULL_MYSQL_CODES:
+    if args and args[0] in _UNAVAILABLE_MYSQL_CODES:
         return True
-    return any(message in str(orig) for message in _FULL_MESSAGES)
+    return any(message in str(orig) for message in _UNAVAILABLE_MESSAGES)
 
 
 def _check_schema_version(storage: RDBStorage, url: StorageURL) -> None:

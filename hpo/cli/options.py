@@ -66,6 +66,15 @@ def default_of(cls: type, name: str) -> Any:
     raise TypeError(f"{cls.__name__} has no field {name!r}")
 
 
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """`--device`, as every command that trains takes it."""
+    from hpo.study.worker import WorkerOptions
+
+    parser.add_argument(
+        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
+    )
+
+
 def add_worker_tuning(parser: argparse.ArgumentParser, passed_on: bool) -> None:
     """The worker settings; with `passed_on` (hpo launch) their default is None, not given, so
     that each worker uses its own default."""

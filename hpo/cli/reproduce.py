@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.cli.options import default_of, positive_int
+from hpo.cli.options import add_device_option, default_of, positive_int
 from hpo.errors import check_folder_exists
 from hpo.study.worker import WorkerOptions
 from model.data_spec import DATASETS
@@ -35,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="the one seed of every stage (default: 0)")
     parser.add_argument("--subset", type=positive_int, help="only this many training images")
-    parser.add_argument(
-        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--speed",
         default=default_of(WorkerOptions, "speed"),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.cli.options import default_of
+from hpo.cli.options import add_device_option, default_of
 from hpo.errors import check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.study.worker import WorkerOptions
@@ -30,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="save the trained model here (.pt)",
     )
-    parser.add_argument(
-        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--data-dir",
         default=default_of(StudyConfig, "data_dir"),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hpo.cli.options import add_worker_tuning, default_of, positive_int
+from hpo.cli.options import add_device_option, add_worker_tuning, positive_int
 from hpo.study.worker import WorkerOptions
 
 if TYPE_CHECKING:
@@ -20,9 +20,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default=default_of(WorkerOptions, "device"), help="auto, cpu, cuda or cuda:N"
-    )
+    add_device_option(parser)
     add_worker_tuning(parser, passed_on=False)
     parser.add_argument("--max-trials", type=positive_int, help="stop after this many trials")
     parser.add_argument(

@@ -20,17 +20,17 @@ SHORT_NAMES = (
 )
 
 
+def format_value(value: object) -> str:
+    """A parameter's value as a line shows it: numbers to 4 digits, flags as on or off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def format_params(params: Mapping[str, object]) -> str:
-    parts = []
-    for key, short in SHORT_NAMES:
-        if key in params:
-            value = params[key]
-            if isinstance(value, bool):
-                shown = "on" if value else "off"
-            else:
-                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            parts.append(f"{short}={shown}")
-    return " ".join(parts)
+    return " ".join(
+        f"{short}={format_value(params[key])}" for key, short in SHORT_NAMES if key in params
+    )
 
 
 def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:

@@ -12,6 +12,7 @@ import torch
 from hpo.errors import UsageError, cannot_write, check_folder_exists
 from hpo.record.config import StudyConfig
 from hpo.record.limits import check, check_hyperparams
+from hpo.record.summary import format_value
 from hpo.record.yaml_numbers import YAMLError, load_yaml
 from hpo.trial.data import device_pipeline, load_data
 from hpo.trial.kept_models import model_file_payload
@@ -196,7 +197,7 @@ def retrain(
         f"{params.epoch} epochs on {device}: learning_rate={hyperparams.learning_rate:.4g}, "
         f"batch_size={hyperparams.batch_size}, p_dropout={hyperparams.p_dropout}"
         + "".join(
-            f", {name}={hyperparams.shown(name)}"
+            f", {name}={format_value(getattr(hyperparams, name))}"
             for name in EXTRA_PARAMS
             if getattr(hyperparams, name) is not None
         )

@@ -39,7 +39,7 @@ from hpo.study.recovery import (
     retry_dead_trials,
 )
 from hpo.study.samplers import sampled_independently
-from hpo.trial.preemption import Preempted, Preemption
+from hpo.trial.preemption import Preempted, Preemption, stop_signal
 from hpo.workqueue.cache import top_trials
 from hpo.workqueue.queries import count_trials
 from storage import StorageURL, open_storage
@@ -227,7 +227,7 @@ class Worker:
         except NoWorkLeft:
             return False
         except (Preempted, KeyboardInterrupt) as stop:
-            signal_name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+            signal_name = stop_signal(stop)
             if checkpoints is not None:
                 checkpoints.flush()  # the next worker resumes from the last epoch
             requeue(self.study, attempt.number, handed_back_on=signal_name)

@@ -20,7 +20,7 @@ from hpo.record.trial_record import TrialError, TrialRecord, handed_back_record
 from hpo.trial.checkpoints import AsyncCheckpoints
 from hpo.trial.epoch_book import EpochBook
 from hpo.trial.kept_models import ModelStore, keep_model, model_file_payload
-from hpo.trial.preemption import Preempted, Preemption
+from hpo.trial.preemption import Preempted, Preemption, stop_signal
 from hpo.trial.writer import LIVE_CURVES_INTERVAL_S, TrialWriter
 from hpo.workqueue.optuna_private import frozen_when_asked, trial_id
 from hpo.workqueue.trial_writes import artifact_attr, check_still_running, set_trial_attrs
@@ -75,9 +75,8 @@ class Objective:
         except (Preempted, KeyboardInterrupt) as stop:
             # Handed back (its worker queues it again), not a failure: recorded as such while
             # the trial still runs, before Optuna marks it FAIL.
-            signal_name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
             with contextlib.suppress(Exception):  # the database may be away; the hand-back is not
-                set_trial_attrs(trial, handed_back_record(signal_name).to_attrs())
+                set_trial_attrs(trial, handed_back_record(stop_signal(stop)).to_attrs())
             raise
         except (optuna.TrialPruned, TakenOver):
             raise  # not failures: pruned, or another worker's now

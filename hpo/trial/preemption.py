@@ -18,6 +18,11 @@ class Preempted(Exception):
     """The worker was asked to stop (SIGTERM)."""
 
 
+def stop_signal(stop: BaseException) -> str:
+    """How the user stopped the worker, as its lines and a handed-back trial name it."""
+    return "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+
+
 class Preemption:
     def __init__(self) -> None:
         self.requested = False

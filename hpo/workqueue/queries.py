@@ -1,5 +1,6 @@
 """What the queue reads of a study in one query each: counts by state, the retries' lineage, a
-trial by number, and the RUNNING trials whose worker is gone (stale or orphaned)."""
+trial by number, and the RUNNING trials that never sent a heartbeat (the stale ones are Optuna's
+own check: optuna_private.stale_trial_ids)."""
 
 from __future__ import annotations
 
@@ -20,19 +21,9 @@ from hpo.workqueue.optuna_private import (
     database,
     retried,
     session,
-    stale_trial_ids,
     study_id,
     study_storage,
 )
-
-__all__ = [
-    "count_trials",
-    "orphaned_trial_ids",
-    "queued_params",
-    "retry_histories",
-    "stale_trial_ids",
-    "trial_by_number",
-]
 
 
 def count_trials(study: optuna.Study, states: tuple[TrialState, ...]) -> int:

@@ -15,7 +15,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from storage import StorageError, open_storage, parse_storage_url
-from storage.open import _refused_for_now
+from storage.open import _unavailable_for_now
 from tests.harness.relay import Relay
 
 
@@ -40,7 +40,7 @@ def _connect_error(message: str, sqlstate: str | None = None) -> sqlalchemy.exc.
     ],
 )
 def test_a_database_that_is_not_there_yet_is_waited_for(message: str) -> None:
-    assert _refused_for_now(_connect_error(message))
+    assert _unavailable_for_now(_connect_error(message))
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_a_database_that_is_not_there_yet_is_waited_for(message: str) -> None:
     ],
 )
 def test_what_can_never_work_is_not_waited_for(message: str) -> None:
-    assert not _refused_for_now(_connect_error(message))
+    assert not _unavailable_for_now(_connect_error(message))
 
 
 def _free_port() -> int:

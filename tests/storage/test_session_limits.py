@@ -13,7 +13,7 @@ from optuna.exceptions import StorageInternalError
 
 from storage import open_storage
 from storage.errors import StorageError
-from storage.open import _waiting_while_full
+from storage.open import _waiting_while_unavailable
 from storage.retries import is_transient, reason
 from storage.session_limits import session_settings, transaction_settings
 from storage.urls import parse_storage_url
@@ -95,7 +95,7 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
         "sorry, too many clients already",
     )
     with caplog.at_level(logging.WARNING, logger="hpo.storage"):
-        assert _waiting_while_full(connect, url, wait_s=60) == "connected"
+        assert _waiting_while_unavailable(connect, url, wait_s=60) == "connected"
     lines = [record.getMessage() for record in caplog.records]
     # Said once for the two refusals of the same reason, with how long it will wait.
     assert len(lines) == 1 and "too many clients already" in lines[0], lines
@@ -116,7 +116,7 @@ def test_opening_waits_while_the_server_is_full_and_says_so(monkeypatch, caplog)
 def test_each_kind_of_full_server_is_waited_for(refusal, monkeypatch) -> None:
     monkeypatch.setattr("storage.retries.time.sleep", lambda _s: None)
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
-    assert _waiting_while_full(_refused(1, *refusal), url, wait_s=60) == "connected"
+    assert _waiting_while_unavailable(_refused(1, *refusal), url, wait_s=60) == "connected"
 
 
 def test_a_connection_ended_during_set_up_is_waited_for_through_optunas_wrapper(
@@ -133,7 +133,7 @@ def test_a_connection_ended_during_set_up_is_waited_for_through_optunas_wrapper(
             raise optuna.exceptions.StorageInternalError("wrapped") from error
 
     url = parse_storage_url("postgresql+psycopg://hpo@db/hpo")
-    assert _waiting_while_full(connect, url, wait_s=60) == "connected"
+    assert _waiting_while_unavailable(connect, url, wait_s=60) == "connected"
 
 
 def test_a_refused_connection_is_waited_for_up_to_the_outage_then_one_line(monkeypatch) -> None:
