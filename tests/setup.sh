@@ -5,7 +5,8 @@
 #
 # Run as root on Debian (as CI does), it installs the Debian packages that some tests drive for
 # real: Chromium (browser tests), PgBouncer (pooling), Slurm and munge (a private cluster),
-# iproute2 (network namespaces for the partition tests). Without root it installs nothing and
+# iproute2 (network namespaces for the partition tests), podman with Debian's docker-compose and
+# mmdebstrap (the compose stack built and run as containers). Without root it installs nothing and
 # says which tests will skip and why. The tests also use the local PostgreSQL (127.0.0.1:5432)
 # and MariaDB (127.0.0.1:3306); under CI=true every one of them must run.
 set -euo pipefail
@@ -18,6 +19,17 @@ packages=(
   "slurm-wlm:/usr/sbin/slurmctld:tests/test_slurm.py (a private Slurm cluster)"
   "munge:/usr/sbin/munged:tests/test_slurm.py (Slurm's authentication)"
   "iproute2:/usr/sbin/tc:tests/test_partition.py (nodes cut off from the network)"
+  "podman:/usr/bin/podman:tests/test_containers.py (the compose stack as containers)"
+  "runc:/usr/sbin/runc:tests/test_containers.py (podman's runtime here)"
+  "netavark:/usr/lib/podman/netavark:tests/test_containers.py (podman's networks)"
+  "aardvark-dns:/usr/lib/podman/aardvark-dns:tests/test_containers.py (service names)"
+  "catatonit:/usr/bin/catatonit:tests/test_containers.py (podman's init)"
+  "iptables:/usr/sbin/iptables:tests/test_containers.py (published ports)"
+  "fuse-overlayfs:/usr/bin/fuse-overlayfs:tests/test_containers.py (podman's storage)"
+  "uidmap:/usr/bin/newuidmap:tests/test_containers.py (podman's user namespaces)"
+  "slirp4netns:/usr/bin/slirp4netns:tests/test_containers.py (podman's networks)"
+  "mmdebstrap:/usr/bin/mmdebstrap:tests/test_containers.py (stand-in base images)"
+  "docker-compose:/usr/bin/docker-compose:tests/test_containers.py (Compose 1.29)"
 )
 missing=()
 for entry in "${packages[@]}"; do

@@ -5,8 +5,11 @@ environment, against the local PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -164,3 +167,38 @@ def test_every_hpo_command_of_the_compose_file_runs_here(postgres_url: str, tmp_
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=10)
+
+
+def test_cpu_override_replaces_the_gpu_workers_with_cpu_workers() -> None:
+    """docker-compose.cpu.yml, merged by Debian's docker-compose 1.29 (`config` needs no engine):
+    the GPU workers move to a profile that is never on, and `cpu-workers` has no GPU reservation
+    and the base file's settings. Compose v2 merges the same way (a sequence is appended to, so
+    `profiles: [gpu]` holds under both; an `!reset` tag would break 1.29's YAML reader)."""
+    cpu = REPO / "docker-compose.cpu.yml"
+    assert "!reset" not in cpu.read_text() and "!override" not in cpu.read_text()
+    if shutil.which("docker-compose") is None:
+        message = "Debian's docker-compose is not installed (tests/setup.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    merged = subprocess.run(
+        ["docker-compose", "--file", str(COMPOSE), "--file", str(cpu), "config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HPO_DB_PASSWORD": "pw"},
+    )
+    assert merged.returncode == 0, merged.stderr
+    services = yaml.safe_load(merged.stdout)["services"]
+    assert services["workers"]["profiles"] == ["gpu"]
+    assert "deploy" in services["workers"]  # still the GPU workers, under their profile
+    workers = services["cpu-workers"]
+    assert "deploy" not in workers and "profiles" not in workers
+    assert workers["command"] == "launch --study seed-grid --cpu 2"
+    assert workers["environment"] == services["create-study"]["environment"] | {
+        "HPO_STORAGE": services["workers"]["environment"]["HPO_STORAGE"]
+    }
+    assert workers["volumes"] == services["workers"]["volumes"]
+    assert workers["stop_grace_period"] == services["workers"]["stop_grace_period"]
+    assert workers["depends_on"] == services["workers"]["depends_on"]
+    assert workers["image"] == services["workers"]["image"]

@@ -19,7 +19,6 @@ from tests.harness.pooled_postgres import (
     POOL_SETTINGS,
     Missing,
     PooledPostgres,
-    as_postgres,
     pooled_postgres,
     private_folder,
     wait_for_pooler,
@@ -31,7 +30,7 @@ from tests.helpers import (
     create_everywhere,
     create_small_grid,
     free_port,
-    run_cli,
+    run_hpo,
     start_hpo,
 )
 
@@ -172,8 +171,11 @@ def test_the_compose_files_pgbouncer_serves_hpo(cluster: PooledPostgres) -> None
         "PGBOUNCER_CONF_DIR": str(folder / "run"),
         "PGBOUNCER_POOL_INI": str(folder / POOL_SETTINGS.name),
     }
+    # setpriv, not runuser: runuser forwards SIGTERM and kills the entry point 2 s later, so it
+    # would not show the entry point's own handling of SIGTERM (and PgBouncer outlive it).
+    as_user = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
     pooler = subprocess.Popen(
-        as_postgres(["sh", str(folder / "start.sh")]),
+        [*(as_user if os.geteuid() == 0 else []), "sh", str(folder / "start.sh")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -182,17 +184,29 @@ def test_the_compose_files_pgbouncer_serves_hpo(cluster: PooledPostgres) -> None
     try:
         wait_for_pooler(port, password)
         url = f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/hpo"
-        created = run_cli(
+        # In processes of their own, which leave no client behind (this process's engines would
+        # keep their connections, and PgBouncer, stopped below, waits for its clients).
+        created = run_hpo(
             *("create", "--storage", url, "--study", "compose", "--sampler", "tpe"),
             *("--n-trials", "2", "--dataset", "synthetic"),
         )
         assert created.returncode == 0, created.stderr
-        status = run_cli("status", "--storage", url, "--study", "compose")
+        status = run_hpo("status", "--storage", url, "--study", "compose")
         assert status.returncode == 0 and "2 waiting" in status.stdout, status.stdout
-        refused = run_cli("status", "--storage", url.replace(password, "wrong"), "--study", "x")
+        refused = run_hpo("status", "--storage", url.replace(password, "wrong"), "--study", "x")
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert password not in created.stdout + status.stdout + refused.stderr
+
+        # SIGTERM (compose's stop) while a client is connected, as a worker handing its trial
+        # back is: PgBouncer goes on serving it, and stops, cleanly, once it has left.
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as client:
+            pooler.terminate()
+            time.sleep(1)  # several of the entry point's looks at its clients
+            assert pooler.poll() is None, pooler.communicate()[0]
+            assert client.execute("SELECT 1").fetchone() == (1,)  # a hand-back's writes
+        assert pooler.wait(timeout=20) == 0, pooler.communicate()[0]
     finally:
-        pooler.terminate()
-        pooler.communicate(timeout=30)
+        if pooler.poll() is None:
+            pooler.terminate()
+        pooler.communicate(timeout=40)
         shutil.rmtree(folder, ignore_errors=True)
