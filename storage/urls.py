@@ -69,7 +69,7 @@ class StorageURL:
         unreachable host fails in seconds. psycopg 3: no server-side prepared statements, which
         a pooler in transaction mode (PgBouncer) would send to a server connection that never
         prepared them; our queries are too few and too cheap to plan for that to cost anything.
-        Servers: `network_timeout_s` bounds every wait on a silent network (`socket_timeouts`).
+        psycopg 3: UTF-8 on the wire, whatever the database's encoding. Servers: `network_timeout_s` bounds every wait on a silent network (`socket_timeouts`).
         """
         if self.is_sqlite:
             return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
@@ -77,6 +77,10 @@ class StorageURL:
         kwargs["connect_args"] = socket_timeouts(self.dialect, network_timeout_s)
         if self.url.get_driver_name() == "psycopg":
             kwargs["connect_args"]["prepare_threshold"] = None
+            # A database made without an encoding (SQL_ASCII: `initdb` with no locale) makes
+            # psycopg return bytes, on which SQLAlchemy's first query fails with a TypeError.
+            # Optuna's text is UTF-8 in any case.
+            kwargs["connect_args"]["client_encoding"] = "utf8"
         return kwargs
 
 

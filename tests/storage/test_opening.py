@@ -112,3 +112,32 @@ def test_a_missing_database_fails_at_once_even_for_a_worker(
     ):
         open_storage(parse_storage_url(url), outage_s=600)
     assert "not available" not in caplog.text  # not one retry
+
+
+@pytest.mark.server
+def test_a_database_without_an_encoding_opens(postgres_url: str) -> None:
+    """A database made with SQL_ASCII (what `initdb` without a locale makes, as in a bare
+    container) opened with psycopg: its text came back as bytes and the first query failed with
+    a TypeError, a traceback from `hpo create`."""
+    import optuna
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    name = make_url(postgres_url).database + "_ascii"
+    with psycopg.connect(**PG_ADMIN, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' TEMPLATE template0"
+            " LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+        try:
+            url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+            storage = open_storage(parse_storage_url(url), create=True)
+            study = optuna.create_study(storage=storage, study_name="ascii")
+            study.set_user_attr("note", "µ and é")
+            assert optuna.load_study(study_name="ascii", storage=storage).user_attrs == {
+                "note": "µ and é"
+            }
+            storage.engine.dispose()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
