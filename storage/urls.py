@@ -69,7 +69,8 @@ class StorageURL:
         unreachable host fails in seconds. psycopg 3: no server-side prepared statements, which
         a pooler in transaction mode (PgBouncer) would send to a server connection that never
         prepared them; our queries are too few and too cheap to plan for that to cost anything.
-        psycopg 3: UTF-8 on the wire, whatever the database's encoding. Servers: `network_timeout_s` bounds every wait on a silent network (`socket_timeouts`).
+        psycopg 3: UTF-8 on the wire, whatever the database's encoding. Servers:
+        `network_timeout_s` bounds every wait on a silent network (`socket_timeouts`).
         """
         if self.is_sqlite:
             return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}

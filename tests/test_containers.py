@@ -71,7 +71,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
             f"image {record.image}: {'built' if record.built else 'kept'} in "
             f"{record.seconds:.1f} s, {record.size_bytes / 1e9:.2f} GB"
         )
-    with containers.ip_forwarding_kept(), containers.docker_api(podman) as docker_host:
+    with containers.host_network_kept(), containers.docker_api(podman) as docker_host:
         yield Runtime(podman=podman, docker_host=docker_host, builds=builds)
 
 

@@ -22,6 +22,7 @@ import hashlib
 import http.client
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -360,15 +361,42 @@ def health_checks(podman: Podman, project: str, every: float = 1.0) -> Iterator[
         thread.join(timeout=30)
 
 
+def _netavark_rules(table: str) -> list[str]:
+    shown = subprocess.run(
+        ["iptables", "-t", table, "-S"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in shown.splitlines() if "NETAVARK" in line]
+
+
 @contextmanager
-def ip_forwarding_kept() -> Iterator[None]:
-    """netavark turns IPv4 forwarding on to publish ports; it is put back as it was."""
+def host_network_kept() -> Iterator[None]:
+    """netavark turns IPv4 forwarding on and adds its chains to the host's firewall to publish
+    ports; both are put back as they were. Only netavark's own chains and the rules that jump to
+    them are removed (never a flush: other tests' rules stay), and only those it added here.
+    Its per-port rules are gone by then: they leave with the containers."""
     setting = Path("/proc/sys/net/ipv4/ip_forward")
-    before = setting.read_text()
+    forwarding = setting.read_text()
+    tables = ("filter", "nat")
+    before = {table: set(_netavark_rules(table)) for table in tables}
     try:
         yield
     finally:
-        setting.write_text(before)
+        setting.write_text(forwarding)
+        for table in tables:
+            added = [rule for rule in _netavark_rules(table) if rule not in before[table]]
+            chains = [rule.split()[1] for rule in added if rule.startswith("-N ")]
+            for rule in added:  # the rules first, then the emptied chains
+                if rule.startswith("-A "):
+                    subprocess.run(
+                        ["iptables", "-t", table, "-D", *shlex.split(rule)[1:]], check=False
+                    )
+            for chain in chains:
+                subprocess.run(["iptables", "-t", table, "-F", chain], check=False)
+            for chain in chains:
+                subprocess.run(["iptables", "-t", table, "-X", chain], check=False)
+        left = {table: set(_netavark_rules(table)) - before[table] for table in tables}
+        assert not any(left.values()), f"firewall rules left behind: {left}"
+        assert setting.read_text() == forwarding
 
 
 @dataclass(frozen=True, kw_only=True)
