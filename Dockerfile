@@ -1,5 +1,7 @@
 # The worker image: the hpo package with its CUDA build of PyTorch (the driver comes from the
-# host through the NVIDIA container toolkit).
+# host through the NVIDIA container toolkit); 6.45 GB, of which the CUDA build is most. On a CPU
+# machine it runs as it is (docker-compose.cpu.yml); a smaller CPU-only image would take torch and
+# torchvision from PyTorch's CPU index first (README, "A CPU-only image").
 
 # The dependency list, read from pyproject.toml (the one place it is written). Only this stage
 # sees pyproject.toml, so an edit elsewhere in it (a test setting, the version) leaves the list,

@@ -169,12 +169,13 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
         time.sleep(1)
 
 
-def running_with_epochs(stack: Stack, epochs: int) -> list[int]:
-    """The running trials that have reported at least `epochs` epochs."""
+def running_with_epochs(stack: Stack, epochs: int, before: int | None = None) -> list[int]:
+    """The running trials whose last reported epoch is at least `epochs` (and below `before`)."""
     return [
         trial.number
         for trial in stack.trials()
-        if trial.state == TrialState.RUNNING and len(trial.intermediate_values) >= epochs
+        if trial.state == TrialState.RUNNING
+        and epochs <= max(trial.intermediate_values, default=-1) < (before or 1 << 30)
     ]
 
 
@@ -232,9 +233,11 @@ def ended_since(podman: Podman, project: str, since: float) -> dict[str, tuple[i
 def interrupt_running_trials(stack: Stack, action: str, *services: str) -> list[int]:
     """`stop` or `down` while both workers train: every container ends on its signal (none is
     killed), and each running trial is handed back, none left running. The trials' numbers."""
+    epochs = int(stack.compose.env["HPO_EPOCHS"])
+    # Past their first epochs, and far from their last: still running when the signal comes.
     wait_for(
-        f"{WORKERS} trials past epoch 3",
-        lambda: len(running_with_epochs(stack, 3)) >= WORKERS,
+        f"{WORKERS} trials between epochs 3 and {epochs - 15}",
+        lambda: len(running_with_epochs(stack, 3, before=epochs - 15)) >= WORKERS,
         timeout=300,
     )
     running = running_with_epochs(stack, 3)
@@ -264,9 +267,9 @@ def check_handed_back(stack: Stack, numbers: list[int]) -> None:
 
 
 def test_compose_stack_runs_stops_resumes_and_finishes_the_grid(runtime: Runtime) -> None:
-    # Trials of about a minute each on these 2 cores, so that they are still running through a
-    # stop, an `up` and a `down`.
-    with stack(runtime, HPO_EPOCHS="150", HPO_PATIENCE="150") as it:
+    # Trials of about 30 s each on these 2 cores (a minute in the full suite): the 4 grid points
+    # outlast a stop, an `up` and a `down`, whichever trials are running at each.
+    with stack(runtime, HPO_EPOCHS="80", HPO_PATIENCE="80") as it:
         started = time.monotonic()
         it.compose("up", "--detach", timeout=300)
         wait_for("the first epoch", lambda: bool(running_with_epochs(it, 1)), timeout=300)
@@ -291,6 +294,11 @@ def test_compose_stack_runs_stops_resumes_and_finishes_the_grid(runtime: Runtime
             assert refuses(address, it.db_port), f"PostgreSQL reachable on {address}"
 
         assert "created grid" in it.logs("create-study")
+        # The image runs as its own user, not root.
+        for service in ("cpu-workers", "dashboard"):
+            user = it.podman.run("exec", it.container(service), "id", "-un").stdout.strip()
+            assert user == "hpo", (service, user)
+
         # create-study again, while the workers run: it finds the study, and queues nothing.
         queued = len(it.trials())
         again = it.compose("run", "--rm", "create-study", timeout=180)
@@ -341,7 +349,7 @@ def test_compose_stack_runs_stops_resumes_and_finishes_the_grid(runtime: Runtime
 
 def test_pooled_profile_runs_the_workers_through_pgbouncer(runtime: Runtime) -> None:
     pooled = {"COMPOSE_PROFILES": "pooled", "HPO_DB_HOST": "pgbouncer", "HPO_DB_PORT": "6432"}
-    with stack(runtime, HPO_EPOCHS="40", HPO_PATIENCE="40", **pooled) as it:
+    with stack(runtime, HPO_EPOCHS="30", HPO_PATIENCE="30", **pooled) as it:
         it.compose("up", "--detach", timeout=300)
         wait_for("a running trial", lambda: bool(running_with_epochs(it, 1)), timeout=300)
 
