@@ -10,8 +10,8 @@ the checkpoints in the volume; `down -v` leaves nothing behind. Then the `pooled
 workers going through PgBouncer.
 
 Needs root, podman, runc, mmdebstrap and docker-compose (tests/setup.sh installs them); skips
-without them on a laptop, fails under CI=true. The first run builds the images (about 8 minutes
-here); podman keeps them, and later runs rebuild only what changed.
+without them on a laptop, fails under CI=true. The first run builds the images (4.5 minutes on
+CPU-A, BENCHMARKS.md §10); podman keeps them, and later runs rebuild only what changed.
 """
 
 from __future__ import annotations
