@@ -107,6 +107,8 @@ def test_compose_file_structure() -> None:
     assert ports["postgres"]["ports"] == ["127.0.0.1:15432:5432"]
     assert ports["pgbouncer"]["ports"] == ["127.0.0.1:16432:6432"]
     assert ports["dashboard"]["ports"] == ["127.0.0.1:18080:18080"]
+    # The dashboard prints the URL to open on the host, the published port, not its own address.
+    assert "--public-url http://127.0.0.1:18080" in ports["dashboard"]["command"]
     assert services["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
 
 

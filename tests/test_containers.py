@@ -289,6 +289,10 @@ def test_compose_stack_runs_stops_resumes_and_finishes_the_grid(runtime: Runtime
         assert http_status(f"{page}?token={it.token}") == 200
         assert http_status(page, {"Authorization": f"token {it.token}"}) == 200
         assert http_status(page, {"Authorization": "token wrong"}) == 403
+        # What `docker compose logs dashboard` shows: the URL to open here, with no warning.
+        printed = it.logs("dashboard")
+        assert f"on {page.removesuffix('/')}?token={it.token}" in printed, printed
+        assert "warning" not in printed, printed
         for address in host_addresses():
             assert refuses(address, it.dashboard_port), f"dashboard reachable on {address}"
             assert refuses(address, it.db_port), f"PostgreSQL reachable on {address}"

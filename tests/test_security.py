@@ -166,6 +166,7 @@ def test_a_token_file_that_cannot_be_read_is_one_clear_error(tmp_path: Path, cap
         (["--token-file", str(tmp_path / "missing")], "cannot read --token-file"),
         (["--token-file", str(tmp_path)], "cannot read --token-file"),
         (["--no-token", "--token-file", str(tmp_path / "t")], "contradict"),
+        (["--public-url", "127.0.0.1:8080"], "expected an address such as http://HOST:PORT"),
     ):
         assert main(["dashboard", "--storage", url, *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,16 @@ HELP = "optuna-dashboard on the study storage (a token for every request, read-o
 TAKES_STORAGE, TAKES_STUDY = True, False
 
 
+def web_address(text: str) -> str:
+    """An http(s) address with a host: what a browser can open."""
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(
+            f"expected an address such as http://HOST:PORT, got {text!r}"
+        )
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
@@ -27,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=default_of(DashboardOptions, "port"),
         help="the port it listens on",
+    )
+    parser.add_argument(
+        "--public-url",
+        type=web_address,
+        help="the address people open, printed in place of http://HOST:PORT: a container's port "
+        "published on the host, a proxy (default: http://HOST:PORT)",
     )
     parser.add_argument(
         "--artifact-dir",
@@ -69,6 +86,7 @@ def run(args: argparse.Namespace, storage_url: StorageURL) -> int:
             token_file=args.token_file,
             no_token=args.no_token,
             allow_writes=args.allow_writes,
+            public_url=args.public_url,
         )
     )
     return 0

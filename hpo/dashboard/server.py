@@ -37,6 +37,9 @@ class DashboardOptions:
     token_file: Path | None = None  # the token's file; default: $HPO_DASHBOARD_TOKEN, else random
     no_token: bool = False  # anyone who reaches the port may use it (a machine of one's own)
     allow_writes: bool = False  # create, rename, delete, tell, notes, uploads
+    # The address people open when it is not http://host:port: a container's port published on
+    # the host's loopback, a proxy. Printed in the URL in place of host and port.
+    public_url: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -84,7 +87,10 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         files = FileSystemArtifactStore(str(options.artifact_dir))
     # Kept models are read from the workers' checkpoint folder (never written through here).
     models = FileSystemArtifactStore(str(models_folder(options.checkpoint_dir)))
-    if not is_loopback(options.host):
+    if options.public_url is not None:
+        # Whoever set it decided where the port is reachable (compose publishes it on loopback).
+        say(f"listening on {options.host}:{options.port}, opened as {options.public_url}")
+    elif not is_loopback(options.host):
         say(
             f"warning: listening on {options.host} exposes the dashboard to every machine that "
             "can reach this one" + ("" if token else ", and with --no-token to anyone of them")
@@ -100,7 +106,8 @@ def serve_dashboard(options: DashboardOptions, say: Callable[[str], None] = prin
         allow_writes=options.allow_writes,
         port=options.port,
     )
-    url = f"http://{options.host}:{options.port}/dashboard"
+    base = (options.public_url or f"http://{options.host}:{options.port}").rstrip("/")
+    url = f"{base}/dashboard"
     mode = "read and write" if options.allow_writes else "read-only"
     say(
         f"optuna-dashboard ({mode}) for {options.storage_url.render()} on "
