@@ -103,12 +103,12 @@ class Stack:
         assert len(listed) == 1, f"{service}: {listed}"
         return listed[0]
 
-    def exit_code(self, service: str) -> int:
-        return int(
-            self.podman.run(
-                "inspect", "--format", "{{.State.ExitCode}}", self.container(service)
-            ).stdout.strip()
-        )
+    def exit_code(self, service: str) -> int | None:
+        """The service's container's exit code; None while it runs."""
+        running, code = self.podman.run(
+            "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.container(service)
+        ).stdout.split()
+        return None if running == "true" else int(code)
 
     def logs(self, service: str) -> str:
         return self.compose("logs", "--no-color", service).stdout
@@ -320,18 +320,7 @@ def test_compose_stack_runs_stops_resumes_and_finishes_the_grid(runtime: Runtime
         it.compose("up", "--detach", timeout=300)  # the volumes kept the database and checkpoints
         wait_for("the study after `down`", lambda: bool(it.trials()), timeout=300)
         check_handed_back(it, taken_down)
-        wait_for(
-            "the grid to finish",
-            lambda: (
-                it.exit_code("cpu-workers") == 0
-                if it.podman.run(
-                    "inspect", "--format", "{{.State.Running}}", it.container("cpu-workers")
-                ).stdout.strip()
-                == "false"
-                else False
-            ),
-            timeout=900,
-        )
+        wait_for("the grid to finish", lambda: it.exit_code("cpu-workers") == 0, timeout=900)
         trials = it.trials()
         finished = [t for t in trials if t.state == TrialState.COMPLETE]
         points = [(t.params["learning_rate"], t.params["batch_size"]) for t in finished]

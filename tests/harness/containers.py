@@ -66,24 +66,14 @@ PIP_MOUNTS = (
     "/opt/pypi-more",
 )
 
-# The programs the harness drives, with the Debian package of each (tests/setup.sh installs them).
-PROGRAMS = {
-    "podman": "podman",
-    "runc": "runc",
-    "mmdebstrap": "mmdebstrap",
-    "docker-compose": "docker-compose",
-}
-
-
-class Missing(Exception):
-    """A program the container test needs is not installed."""
+# The programs the harness drives, each from the Debian package of its name (tests/setup.sh
+# installs them).
+PROGRAMS = ("podman", "runc", "mmdebstrap", "docker-compose")
 
 
 def missing_programs() -> list[str]:
     return [
-        f"{program} (Debian's {package})"
-        for program, package in PROGRAMS.items()
-        if shutil.which(program) is None
+        f"{program} (Debian's {program})" for program in PROGRAMS if shutil.which(program) is None
     ]
 
 
@@ -412,14 +402,13 @@ class Compose:
         *args: str,
         check: bool = True,
         timeout: float = 300,
-        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         command = ["docker-compose", "--project-name", self.project]
         for file in self.files:
             command += ["--file", str(file)]
         result = subprocess.run(
             [*command, *args],
-            env={**self.env, **(extra_env or {})},
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
